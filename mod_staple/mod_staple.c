@@ -1,0 +1,867 @@
+/*
+ * mod_staple: OCSP stapling for mod_ssl through httpd's ssl_ocsp hooks.
+ *
+ * mod_ssl primes every certificate at post_config; we claim those with a
+ * responder, fetch their responses before any handshake needs them (at
+ * startup in an unprivileged child, then from a watchdog singleton), keep
+ * verified responses in an socache shared by all processes, and answer each
+ * handshake from a per-process copy without ever touching the network.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_atomic.h>
+#include <apr_hash.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_ssl.h>
+#include <ap_mpm.h>
+#include <ap_socache.h>
+#include <mod_watchdog.h>
+#include <mpm_common.h>
+#include <unixd.h>
+#include <util_mutex.h>
+
+#include "staple_entry.h"
+#include "staple_fetch.h"
+#include "staple_ocsp.h"
+#include "staple_timing.h"
+#include "mod_staple_config.h"
+#include "mod_staple_private.h"
+
+#define STAPLE_MUTEX_TYPE   "staple-cache"
+#define STAPLE_WATCHDOG     "_staple_"
+#define STAPLE_KEY_PREFIX   "staple:"
+#define STAPLE_USER_AGENT   "mod_staple/" STAPLE_VERSION
+#define STAPLE_MAX_PARALLEL 16
+
+/* Without a local copy, a process looks in the shared cache at most this
+ * often per certificate, unless the refresher announced a new response. */
+#define STAPLE_MISS_RECHECK apr_time_from_sec(1)
+
+/* Counters in shared memory, one slot per claimed certificate. */
+typedef struct {
+    apr_uint32_t gen;       /* bumped after a new response is in the cache */
+    apr_uint32_t stapled;   /* handshakes that got a staple */
+    apr_uint32_t unstapled; /* handshakes that asked and got none */
+    apr_uint32_t failures;  /* consecutive failed fetches */
+} staple_slot_t;
+
+typedef struct {
+    staple_cert_t *cert;
+    const char *url; /* responder URL in use */
+    const char *key; /* socache key */
+    unsigned int key_len;
+    apr_array_header_t *vhosts; /* const char *: servers using it */
+    int claimed;
+    int index; /* slot index when claimed */
+
+    /* this process's copy of the response, guarded by mutex */
+    apr_thread_mutex_t *mutex;
+    unsigned char *der; /* malloc'ed */
+    apr_size_t der_len;
+    apr_time_t next_update;
+    apr_uint32_t gen_seen;
+    apr_time_t checked_at;
+
+    /* refresher state, used only by the process that fetches */
+    apr_time_t due;
+    int failures;
+    apr_time_t valid_until; /* nextUpdate of the good response in the cache */
+} staple_item_t;
+
+typedef struct {
+    apr_pool_t *pool;
+    server_rec *s;
+    apr_hash_t *by_id;
+    apr_array_header_t *items; /* staple_item_t *, claimed ones only */
+    staple_srv_conf_t *gc;
+    staple_check_params_t check;
+    staple_timing_t timing;
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *cache;
+    apr_global_mutex_t *cache_mutex;
+    apr_shm_t *shm;
+    staple_slot_t *slots;
+    ap_watchdog_t *watchdog;
+    int active;
+} staple_reg_t;
+
+/* The registry of the configuration being run; reset when pconf is. */
+static staple_reg_t *reg;
+
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) * wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) * wd_register_callback;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_set_callback_interval) * wd_set_interval;
+
+static apr_status_t reg_cleanup(void *data)
+{
+    if (reg == data) {
+        reg = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static staple_reg_t *reg_get(apr_pool_t *pconf)
+{
+    if (reg == NULL || reg->pool != pconf) {
+        reg = apr_pcalloc(pconf, sizeof(*reg));
+        reg->pool = pconf;
+        reg->by_id = apr_hash_make(pconf);
+        reg->items = apr_array_make(pconf, 16, sizeof(staple_item_t *));
+        apr_pool_cleanup_register(pconf, reg, reg_cleanup, apr_pool_cleanup_null);
+    }
+    return reg;
+}
+
+static double jitter(void)
+{
+    apr_uint32_t v;
+
+    ap_random_insecure_bytes(&v, sizeof(v));
+    return (double)v / 4294967296.0;
+}
+
+static const char *vhost_name(apr_pool_t *p, server_rec *s)
+{
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname : "*",
+                        (unsigned)s->port);
+}
+
+/* ------------------------------------------------------------------ */
+/* Claiming certificates                                               */
+
+static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t id_len,
+                        const char *pem)
+{
+    staple_srv_conf_t *sc = staple_srv_conf(s);
+    /* httpd reads its configuration twice at startup; say things once */
+    int quiet = (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG);
+    staple_reg_t *r;
+    staple_item_t *it;
+    apr_status_t rv;
+    char err[256];
+
+    if (sc->engine == 0 || id_len != STAPLE_ID_LEN) {
+        return DECLINED;
+    }
+    r = reg_get(p);
+    it = apr_hash_get(r->by_id, id, (apr_ssize_t)id_len);
+    if (it) {
+        APR_ARRAY_PUSH(it->vhosts, const char *) = vhost_name(p, s);
+        return it->claimed ? OK : DECLINED;
+    }
+    it = apr_pcalloc(p, sizeof(*it));
+    it->vhosts = apr_array_make(p, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(it->vhosts, const char *) = vhost_name(p, s);
+    apr_hash_set(r->by_id, apr_pmemdup(p, id, id_len), (apr_ssize_t)id_len, it);
+
+    rv = staple_cert_load(&it->cert, p, pem, err, sizeof(err));
+    if (rv == APR_NOTFOUND && it->cert && it->cert->self_signed) {
+        if (!quiet) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "certificate %s (serial %s) is self-signed: there is no "
+                         "responder to ask, not stapling it",
+                         it->cert->subject, it->cert->serial);
+        }
+        return DECLINED;
+    }
+    if (rv != APR_SUCCESS) {
+        if (!quiet) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "certificate %s of server %s cannot be stapled: %s; put the "
+                         "issuer certificate after it in SSLCertificateFile",
+                         it->cert ? it->cert->subject : "(unreadable)", vhost_name(p, s),
+                         err);
+        }
+        return DECLINED;
+    }
+    it->url = sc->force_url ? sc->force_url : it->cert->ocsp_url;
+    if (it->url == NULL) {
+        if (!quiet) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "certificate %s (serial %s) has no OCSP responder URL and no "
+                         "StapleForceURL is set: not stapling it",
+                         it->cert->subject, it->cert->serial);
+        }
+        return DECLINED;
+    }
+    it->key = apr_pstrcat(p, STAPLE_KEY_PREFIX, it->cert->id_hex, NULL);
+    it->key_len = (unsigned int)strlen(it->key);
+    it->claimed = 1;
+    it->index = r->items->nelts;
+    APR_ARRAY_PUSH(r->items, staple_item_t *) = it;
+    if (!quiet) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                     "claimed certificate %s (serial %s%s), responder %s",
+                     it->cert->subject, it->cert->serial,
+                     it->cert->must_staple ? ", Must-Staple" : "", it->url);
+    }
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The shared cache                                                    */
+
+static void cache_lock(staple_reg_t *r)
+{
+    if (r->cache_mutex) {
+        apr_global_mutex_lock(r->cache_mutex);
+    }
+}
+
+static void cache_unlock(staple_reg_t *r)
+{
+    if (r->cache_mutex) {
+        apr_global_mutex_unlock(r->cache_mutex);
+    }
+}
+
+static apr_status_t cache_put(staple_reg_t *r, staple_item_t *it,
+                              const unsigned char *der, apr_size_t der_len,
+                              apr_time_t fetched_at, apr_time_t expiry, apr_pool_t *p)
+{
+    unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
+    apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
+    apr_status_t rv;
+
+    cache_lock(r);
+    rv = r->provider->store(r->cache, r->s, (const unsigned char *)it->key, it->key_len,
+                            expiry, buf, (unsigned int)len, p);
+    cache_unlock(r);
+    if (rv == APR_SUCCESS) {
+        /* announce the new response to every process */
+        apr_atomic_inc32(&r->slots[it->index].gen);
+    }
+    return rv;
+}
+
+/*
+ * Read the certificate's entry from the shared cache and verify it: what
+ * comes from a shared cache may have been written by anyone.
+ * Returns APR_SUCCESS with a malloc'ed DER, APR_NOTFOUND when there is no
+ * entry, APR_EINVAL when the entry was rejected (why says why).
+ */
+static apr_status_t cache_load(staple_reg_t *r, staple_item_t *it, apr_time_t now,
+                               unsigned char **pder, apr_size_t *pder_len,
+                               apr_time_t *fetched_at, staple_resp_info_t *info,
+                               char *why, apr_size_t whylen, apr_pool_t *p)
+{
+    unsigned int len = STAPLE_ENTRY_HEADER_LEN + STAPLE_MAX_RESPONSE_LEN;
+    unsigned char *buf = malloc(len);
+    const unsigned char *der;
+    const char *reason;
+    apr_size_t der_len;
+    apr_status_t rv;
+    staple_check_e rc;
+
+    *pder = NULL;
+    if (buf == NULL) {
+        return APR_ENOMEM;
+    }
+    cache_lock(r);
+    rv = r->provider->retrieve(r->cache, r->s, (const unsigned char *)it->key,
+                               it->key_len, buf, &len, p);
+    cache_unlock(r);
+    if (rv != APR_SUCCESS) {
+        free(buf);
+        return APR_NOTFOUND;
+    }
+    if (staple_entry_decode(buf, len, &der, &der_len, fetched_at, &reason) !=
+        APR_SUCCESS) {
+        apr_cpystrn(why, reason, whylen);
+        free(buf);
+        return APR_EINVAL;
+    }
+    rc = staple_ocsp_check(it->cert, der, der_len, now, &r->check, info, why, whylen);
+    if (rc != STAPLE_CHECK_OK) {
+        free(buf);
+        return APR_EINVAL;
+    }
+    memmove(buf, der, der_len);
+    *pder = buf;
+    *pder_len = der_len;
+    if (*fetched_at > now || *fetched_at < info->this_update - r->check.time_skew) {
+        *fetched_at = now; /* the header is not signed: keep it plausible */
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Handshakes                                                          */
+
+/* Refresh this process's copy from the shared cache. Called with it->mutex. */
+static void local_refresh(staple_reg_t *r, staple_item_t *it, server_rec *s,
+                          apr_time_t now, apr_uint32_t gen, apr_pool_t *p)
+{
+    unsigned char *der;
+    apr_size_t der_len;
+    apr_time_t fetched_at;
+    staple_resp_info_t info;
+    char why[256];
+    apr_status_t rv;
+
+    it->checked_at = now;
+    it->gen_seen = gen;
+    rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why), p);
+    if (rv == APR_SUCCESS) {
+        free(it->der);
+        it->der = der;
+        it->der_len = der_len;
+        it->next_update = info.next_update;
+    } else if (rv == APR_EINVAL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "cached OCSP response for %s rejected: %s", it->cert->subject, why);
+    }
+    if (it->der && now >= it->next_update) {
+        free(it->der);
+        it->der = NULL;
+        it->der_len = 0;
+    }
+}
+
+static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_t id_len,
+                           ap_ssl_ocsp_copy_resp *cb, void *userdata)
+{
+    staple_reg_t *r = reg;
+    staple_item_t *it;
+    staple_slot_t *slot;
+    apr_time_t now;
+    apr_uint32_t gen;
+    int stapled = 0;
+
+    if (r == NULL || !r->active || id_len != STAPLE_ID_LEN ||
+        (it = apr_hash_get(r->by_id, id, (apr_ssize_t)id_len)) == NULL || !it->claimed) {
+        return DECLINED;
+    }
+    slot = &r->slots[it->index];
+    now = apr_time_now();
+    gen = apr_atomic_read32(&slot->gen);
+
+    apr_thread_mutex_lock(it->mutex);
+    if (gen != it->gen_seen || ((it->der == NULL || now >= it->next_update) &&
+                                now - it->checked_at >= STAPLE_MISS_RECHECK)) {
+        local_refresh(r, it, s, now, gen, c->pool);
+    }
+    if (it->der && now < it->next_update) {
+        cb(it->der, it->der_len, userdata);
+        stapled = 1;
+    } else {
+        /* We answer for this certificate: no staple rather than letting
+         * anyone fetch in the handshake. */
+        cb(NULL, 0, userdata);
+    }
+    apr_thread_mutex_unlock(it->mutex);
+
+    apr_atomic_inc32(stapled ? &slot->stapled : &slot->unstapled);
+    if (!stapled) {
+        ap_log_cerror(APLOG_MARK, it->cert->must_staple ? APLOG_WARNING : APLOG_DEBUG, 0,
+                      c, "no valid OCSP response to staple for %s%s", it->cert->subject,
+                      it->cert->must_staple ? " (Must-Staple: clients will refuse it)"
+                                            : "");
+    }
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fetching                                                            */
+
+typedef struct {
+    staple_reg_t *r;
+    apr_pool_t *pool;
+} round_t;
+
+static void record_failure(staple_reg_t *r, staple_item_t *it, apr_time_t now,
+                           const char *what, apr_pool_t *p)
+{
+    const char *left;
+
+    it->failures++;
+    apr_atomic_set32(&r->slots[it->index].failures, (apr_uint32_t)it->failures);
+    it->due = staple_retry_due(&r->timing, now, it->failures, jitter());
+    left = (it->valid_until > now)
+               ? apr_psprintf(p, "the cached response stays in use for %s",
+                              staple_fmt_duration(p, it->valid_until - now))
+               : "no valid response to staple";
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                 "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
+                 it->cert->subject, it->cert->serial, it->url, what, left,
+                 staple_fmt_duration(p, it->due - now), it->failures);
+    if (it->cert->must_staple && it->valid_until <= now) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, r->s,
+                     "Must-Staple certificate %s (serial %s) has no valid OCSP response: "
+                     "clients will refuse its handshakes",
+                     it->cert->subject, it->cert->serial);
+    }
+}
+
+static void on_fetched(staple_fetch_t *f, void *ctx)
+{
+    round_t *rd = ctx;
+    staple_reg_t *r = rd->r;
+    staple_item_t *it = f->baton;
+    apr_pool_t *p = rd->pool;
+    apr_time_t now = apr_time_now();
+    staple_resp_info_t info;
+    staple_check_e rc;
+    apr_status_t rv;
+    char why[256];
+
+    if (f->status != APR_SUCCESS) {
+        record_failure(r, it, now,
+                       apr_psprintf(p,
+                                    "fetch failed after %" APR_TIME_T_FMT " ms (%s): %s",
+                                    apr_time_as_msec(f->duration),
+                                    f->method ? f->method : "-", f->error),
+                       p);
+        return;
+    }
+    rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &r->check, &info, why,
+                           sizeof(why));
+    if (rc != STAPLE_CHECK_OK) {
+        record_failure(
+            r, it, now,
+            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
+        return;
+    }
+    rv = cache_put(r, it, f->body, f->body_len, now, info.next_update, p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, r->s,
+                     "cannot store the OCSP response for %s in StapleCache %s",
+                     it->cert->subject, r->gc->cache_spec);
+    }
+    it->failures = 0;
+    apr_atomic_set32(&r->slots[it->index].failures, 0);
+    it->valid_until = info.next_update;
+    it->due =
+        staple_refresh_due(&r->timing, now, info.this_update, info.next_update, jitter());
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
+                 "OCSP for %s (serial %s) from %s: %s in %" APR_TIME_T_FMT " ms (%s), "
+                 "valid for %s, next refresh in %s",
+                 it->cert->subject, it->cert->serial, it->url,
+                 staple_cert_status_name(info.cert_status), apr_time_as_msec(f->duration),
+                 f->method, staple_fmt_duration(p, info.next_update - now),
+                 staple_fmt_duration(p, it->due - now));
+    if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, r->s,
+                     "certificate %s (serial %s) is REVOKED according to its OCSP "
+                     "responder: replace it; the revoked status is stapled",
+                     it->cert->subject, it->cert->serial);
+    }
+}
+
+/*
+ * Before fetching, look at the shared cache: another process, a previous
+ * run or another server of a cluster may hold a response that is not due
+ * yet. Returns 1 when the certificate needs no fetch now.
+ */
+static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_pool_t *p)
+{
+    unsigned char *der;
+    apr_size_t der_len;
+    apr_time_t fetched_at, due;
+    staple_resp_info_t info;
+    char why[256];
+    apr_status_t rv;
+
+    rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why), p);
+    if (rv == APR_EINVAL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                     "cached OCSP response for %s rejected, fetching a new one: %s",
+                     it->cert->subject, why);
+    }
+    if (rv != APR_SUCCESS) {
+        return 0;
+    }
+    free(der);
+    it->valid_until = info.next_update;
+    due = staple_refresh_due(&r->timing, fetched_at, info.this_update, info.next_update,
+                             jitter());
+    if (due <= now) {
+        return 0;
+    }
+    it->due = due;
+    return 1;
+}
+
+/* Fetch every certificate that is due, none past the deadline. */
+static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_pool_t *p)
+{
+    apr_array_header_t *fetches =
+        apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
+    staple_fetch_opts_t opts = {0};
+    round_t rd = {r, p};
+    int i;
+
+    for (i = 0; i < r->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+        staple_fetch_t *f;
+
+        if (it->due > now || (it->failures == 0 && adopt_cached(r, it, now, p))) {
+            continue;
+        }
+        f = apr_pcalloc(p, sizeof(*f));
+        f->url = it->url;
+        f->req = it->cert->req_der;
+        f->req_len = it->cert->req_len;
+        f->baton = it;
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
+    }
+    if (fetches->nelts == 0) {
+        return;
+    }
+    opts.timeout = r->gc->responder_timeout;
+    opts.max_parallel = STAPLE_MAX_PARALLEL;
+    opts.user_agent = STAPLE_USER_AGENT;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s, "fetching %d OCSP response(s)",
+                 fetches->nelts);
+    staple_fetch_run(fetches, &opts, deadline, on_fetched, &rd, p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Startup: first responses before the first handshake                 */
+
+static int become_server_user(server_rec *s)
+{
+    if (geteuid() != 0) {
+        return 0;
+    }
+    if (setgid(ap_unixd_config.group_id) != 0 ||
+        initgroups(ap_unixd_config.user_name, ap_unixd_config.group_id) != 0 ||
+        setuid(ap_unixd_config.user_id) != 0 || (setuid(0) == 0 && geteuid() == 0)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "cannot switch to User %s for the startup OCSP fetch; responses "
+                     "will come from the background refresher",
+                     ap_unixd_config.user_name);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The parent runs as root: responder data is fetched and parsed in a child
+ * that has become the server's User, and which writes verified responses
+ * to the shared cache. The parent only waits for it, bounded by
+ * StapleStartupTimeout.
+ */
+static void startup_fetch(staple_reg_t *r, apr_pool_t *ptemp)
+{
+    apr_time_t start = apr_time_now();
+    apr_time_t deadline = start + r->gc->startup_timeout;
+    apr_time_t limit = deadline + apr_time_from_sec(1);
+    int status = 0, done = 0;
+    pid_t pid;
+
+    pid = fork();
+    if (pid < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, r->s,
+                     "cannot fork for the startup OCSP fetch");
+        return;
+    }
+    if (pid == 0) {
+        apr_pool_t *p;
+        apr_pool_create(&p, ptemp);
+        if (become_server_user(r->s) != 0) {
+            _exit(1);
+        }
+        if (r->cache_mutex &&
+            apr_global_mutex_child_init(&r->cache_mutex,
+                                        apr_global_mutex_lockfile(r->cache_mutex),
+                                        p) != APR_SUCCESS) {
+            _exit(1);
+        }
+        fetch_due(r, apr_time_now(), deadline, p);
+        _exit(0);
+    }
+    while (!done) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR)) {
+            done = 1;
+        } else if (apr_time_now() > limit) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                         "startup OCSP fetch did not finish within StapleStartupTimeout; "
+                         "going on without it");
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            done = 1;
+        } else {
+            apr_sleep(apr_time_from_msec(10));
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
+                 "startup OCSP fetch took %" APR_TIME_T_FMT " ms",
+                 apr_time_as_msec(apr_time_now() - start));
+}
+
+/* ------------------------------------------------------------------ */
+/* The refresher: a watchdog singleton                                 */
+
+static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
+{
+    staple_reg_t *r = data;
+    apr_time_t now = apr_time_now(), next;
+    apr_pool_t *p;
+    int i;
+
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        /* whatever process held this before us, start from the cache */
+        for (i = 0; i < r->items->nelts; i++) {
+            staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+            it->due = 0;
+            it->failures = (int)apr_atomic_read32(&r->slots[i].failures);
+            it->valid_until = 0;
+        }
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
+                     "OCSP refresher started in process %ld", (long)getpid());
+        break;
+
+    case AP_WATCHDOG_STATE_RUNNING:
+        apr_pool_create(&p, wpool);
+        apr_pool_tag(p, "staple_refresher");
+        fetch_due(r, now, now + r->gc->responder_timeout + apr_time_from_sec(1), p);
+        apr_pool_destroy(p);
+
+        now = apr_time_now();
+        next = now + apr_time_from_sec(3600);
+        for (i = 0; i < r->items->nelts; i++) {
+            staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+            if (it->due < next) {
+                next = it->due;
+            }
+        }
+        /* sleep until the earliest due time, no polling in between */
+        wd_set_interval(r->watchdog,
+                        next > now + apr_time_from_msec(200) ? next - now
+                                                             : apr_time_from_msec(200),
+                        r, refresher);
+        break;
+
+    case AP_WATCHDOG_STATE_STOPPING:
+        break;
+    }
+    /* anything else would stop the watchdog calling us */
+    return APR_SUCCESS;
+}
+
+static apr_status_t start_refresher(staple_reg_t *r, apr_pool_t *pconf)
+{
+    apr_status_t rv;
+
+    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    wd_register_callback = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    wd_set_interval = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_set_callback_interval);
+    if (!wd_get_instance || !wd_register_callback || !wd_set_interval) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, r->s,
+                     "mod_watchdog is not loaded: mod_staple needs it to renew OCSP "
+                     "responses (LoadModule watchdog_module modules/mod_watchdog.so)");
+        return APR_EGENERAL;
+    }
+    rv = wd_get_instance(&r->watchdog, STAPLE_WATCHDOG, 0, 1, pconf);
+    if (rv == APR_SUCCESS) {
+        rv = wd_register_callback(r->watchdog, apr_time_from_sec(1), r, refresher);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, r->s,
+                     "cannot set up the OCSP refresher watchdog");
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Server lifecycle                                                    */
+
+static int staple_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    ap_mutex_register(pconf, STAPLE_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+    return OK;
+}
+
+static apr_status_t cache_cleanup(void *data)
+{
+    staple_reg_t *r = data;
+
+    if (r->cache) {
+        r->provider->destroy(r->cache, r->s);
+        r->cache = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t setup_cache(staple_reg_t *r, apr_pool_t *pconf)
+{
+    staple_srv_conf_t *gc = r->gc;
+    struct ap_socache_hints hints = {0};
+    const char *err;
+    apr_status_t rv;
+
+    if (gc->cache_provider == NULL) {
+        gc->cache_provider =
+            ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, STAPLE_DEFAULT_CACHE_NAME,
+                               AP_SOCACHE_PROVIDER_VERSION);
+        if (gc->cache_provider == NULL) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, r->s,
+                         "StapleCache is not set and its default, shmcb, is not loaded: "
+                         "LoadModule socache_shmcb_module modules/mod_socache_shmcb.so "
+                         "or set StapleCache to a loaded provider");
+            return APR_EGENERAL;
+        }
+        err = gc->cache_provider->create(&gc->cache_instance, STAPLE_DEFAULT_CACHE_ARGS,
+                                         pconf, pconf);
+        if (err) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, r->s,
+                         "cannot create the default StapleCache: %s", err);
+            return APR_EGENERAL;
+        }
+        gc->cache_spec = STAPLE_DEFAULT_CACHE_NAME ":" STAPLE_DEFAULT_CACHE_ARGS;
+    }
+    r->provider = gc->cache_provider;
+    r->cache = gc->cache_instance;
+    if (r->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
+        rv = ap_global_mutex_create(&r->cache_mutex, NULL, STAPLE_MUTEX_TYPE, NULL, r->s,
+                                    pconf, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s,
+                         "cannot create the StapleCache mutex");
+            return rv;
+        }
+    }
+    hints.avg_id_len = (apr_size_t)(sizeof(STAPLE_KEY_PREFIX) - 1 + 2 * STAPLE_ID_LEN);
+    hints.avg_obj_size = 1024;
+    hints.expiry_interval = 30;
+    rv = r->provider->init(r->cache, "mod_staple", &hints, r->s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s,
+                     "cannot initialise StapleCache %s", gc->cache_spec);
+        return rv;
+    }
+    apr_pool_cleanup_register(pconf, r, cache_cleanup, apr_pool_cleanup_null);
+    return APR_SUCCESS;
+}
+
+static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                              server_rec *s)
+{
+    staple_reg_t *r = reg;
+    apr_size_t shm_size;
+    apr_status_t rv;
+    int i;
+
+    (void)plog;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (r == NULL || r->pool != pconf || r->items->nelts == 0) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "no certificates to staple");
+        return OK;
+    }
+    r->s = s;
+    r->gc = staple_srv_conf(s);
+    staple_conf_apply_defaults(r->gc);
+    staple_conf_timing(r->gc, &r->timing);
+    r->check.time_skew = r->gc->time_skew;
+    r->check.max_age = r->gc->max_age;
+
+    if (staple_fetch_global_init() != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "cannot initialise libcurl");
+        return !OK;
+    }
+    if (setup_cache(r, pconf) != APR_SUCCESS) {
+        return !OK;
+    }
+    shm_size = sizeof(staple_slot_t) * (apr_size_t)r->items->nelts;
+    rv = apr_shm_create(&r->shm, shm_size, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared memory for "
+                     "mod_staple's counters",
+                     shm_size);
+        return !OK;
+    }
+    r->slots = apr_shm_baseaddr_get(r->shm);
+    memset(r->slots, 0, shm_size);
+
+    if (r->gc->startup_timeout > 0) {
+        startup_fetch(r, ptemp);
+    }
+    if (start_refresher(r, pconf) != APR_SUCCESS) {
+        return !OK;
+    }
+    for (i = 0; i < r->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "stapling %s for %s",
+                     it->cert->subject, apr_array_pstrcat(ptemp, it->vhosts, ','));
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "mod_staple %s: stapling %d certificate(s), cache %s", STAPLE_VERSION,
+                 r->items->nelts, r->gc->cache_spec);
+    r->active = 1;
+    return OK;
+}
+
+static void staple_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    staple_reg_t *r = reg;
+    apr_status_t rv;
+    int i;
+
+    if (r == NULL || !r->active) {
+        return;
+    }
+    if (r->cache_mutex) {
+        rv = apr_global_mutex_child_init(
+            &r->cache_mutex, apr_global_mutex_lockfile(r->cache_mutex), pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         "cannot attach to the StapleCache mutex: no stapling in this "
+                         "process");
+            r->active = 0;
+            return;
+        }
+    }
+    for (i = 0; i < r->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+        apr_thread_mutex_create(&it->mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
+    }
+}
+
+static void staple_register_hooks(apr_pool_t *p)
+{
+    static const char *const after_ssl[] = {"mod_ssl.c", NULL};
+
+    (void)p;
+    ap_hook_pre_config(staple_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* after mod_ssl, which primes the certificates in its post_config, and
+     * before mod_watchdog (APR_HOOK_LAST), which starts the watchdogs */
+    ap_hook_post_config(staple_post_config, after_ssl, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(staple_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_ocsp_prime_hook(staple_prime, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_ocsp_get_resp_hook(staple_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+module AP_MODULE_DECLARE_DATA staple_module = {
+    STANDARD20_MODULE_STUFF,
+    NULL,                   /* per-directory config creator */
+    NULL,                   /* dir config merger */
+    staple_create_srv_conf, /* server config creator */
+    staple_merge_srv_conf,  /* server config merger */
+    staple_cmds,            /* command table */
+    staple_register_hooks,  /* register hooks */
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_NONE
+#endif
+};

@@ -1,0 +1,247 @@
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_uri.h>
+#include <ap_provider.h>
+#include <http_core.h>
+
+#include "mod_staple_config.h"
+#include "mod_staple_private.h"
+
+void *staple_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    staple_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    (void)s;
+    c->engine = STAPLE_UNSET;
+    c->force_url = NULL;
+    c->cache_provider = NULL;
+    c->cache_instance = NULL;
+    c->cache_spec = NULL;
+    c->startup_timeout = STAPLE_UNSET;
+    c->responder_timeout = STAPLE_UNSET;
+    c->time_skew = STAPLE_UNSET;
+    c->max_age = STAPLE_UNSET;
+    c->standard_timeout = STAPLE_UNSET;
+    c->retry_delay = STAPLE_UNSET;
+    c->error_timeout = STAPLE_UNSET;
+    c->renew_pct = STAPLE_UNSET;
+    c->renew_window = STAPLE_UNSET;
+    return c;
+}
+
+void *staple_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    staple_srv_conf_t *base = basev, *add = addv;
+    staple_srv_conf_t *c = apr_pmemdup(p, base, sizeof(*c));
+
+    /* Only the per-vhost directives can differ: the others are GLOBAL_ONLY
+     * and always read from the main server. */
+    c->engine = (add->engine != STAPLE_UNSET) ? add->engine : base->engine;
+    c->force_url = add->force_url ? add->force_url : base->force_url;
+    return c;
+}
+
+staple_srv_conf_t *staple_srv_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &staple_module);
+}
+
+void staple_conf_apply_defaults(staple_srv_conf_t *gc)
+{
+    if (gc->startup_timeout == STAPLE_UNSET)
+        gc->startup_timeout = apr_time_from_sec(5);
+    if (gc->responder_timeout == STAPLE_UNSET)
+        gc->responder_timeout = apr_time_from_sec(10);
+    if (gc->time_skew == STAPLE_UNSET)
+        gc->time_skew = apr_time_from_sec(300);
+    if (gc->max_age == STAPLE_UNSET)
+        gc->max_age = -1;
+    if (gc->standard_timeout == STAPLE_UNSET)
+        gc->standard_timeout = apr_time_from_sec(3600);
+    if (gc->retry_delay == STAPLE_UNSET)
+        gc->retry_delay = apr_time_from_sec(30);
+    if (gc->error_timeout == STAPLE_UNSET)
+        gc->error_timeout = apr_time_from_sec(600);
+    if (gc->renew_pct == STAPLE_UNSET && gc->renew_window == STAPLE_UNSET)
+        gc->renew_pct = 50;
+}
+
+void staple_conf_timing(const staple_srv_conf_t *gc, staple_timing_t *t)
+{
+    t->renew_pct = gc->renew_pct;
+    t->renew_window = gc->renew_window;
+    t->standard_timeout = gc->standard_timeout;
+    t->retry_delay = gc->retry_delay;
+    t->retry_max = gc->error_timeout;
+}
+
+/* Parse a whole number of seconds, min_sec or more. */
+static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min_sec,
+                                 apr_interval_time_t *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    if (errno || end == arg || *end != '\0' || v < min_sec || v > 10L * 365 * 86400) {
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a valid number of seconds; use a whole "
+                            "number %s%" APR_INT64_T_FMT " (for example: %s %s)",
+                            cmd->cmd->name, arg, min_sec < 0 ? "of " : "from ", min_sec,
+                            cmd->cmd->name, min_sec < 0 ? "-1" : "10");
+    }
+    *out = apr_time_from_sec(v);
+    return NULL;
+}
+
+#define GLOBAL_ONLY_CHECK(cmd)                                                           \
+    do {                                                                                 \
+        const char *err_ = ap_check_cmd_context((cmd), GLOBAL_ONLY);                     \
+        if (err_)                                                                        \
+            return err_;                                                                 \
+    } while (0)
+
+/* The server-wide directives that take seconds store into the field at
+ * cmd->info (an offset) with the minimum in the command's table entry. */
+typedef struct {
+    apr_size_t offset;
+    apr_int64_t min_sec;
+} seconds_arg_t;
+
+static const char *set_seconds(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    const seconds_arg_t *spec = cmd->info;
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    return parse_seconds(cmd, arg, spec->min_sec,
+                         (apr_interval_time_t *)((char *)c + spec->offset));
+}
+
+static const char *set_engine(cmd_parms *cmd, void *dc, int flag)
+{
+    (void)dc;
+    staple_srv_conf(cmd->server)->engine = flag;
+    return NULL;
+}
+
+static const char *set_force_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_uri_t uri;
+
+    (void)dc;
+    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL ||
+        (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https")) ||
+        uri.hostname == NULL || uri.hostname[0] == '\0') {
+        return apr_psprintf(cmd->pool,
+                            "StapleForceURL: '%s' is not an http:// or https:// URL; use "
+                            "the responder's URL, for example http://ocsp.example.com/",
+                            arg);
+    }
+    staple_srv_conf(cmd->server)->force_url = arg;
+    return NULL;
+}
+
+static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    const char *sep, *name, *err;
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    /* Same syntax as SSLStaplingCache: "name" or "name:arguments". */
+    sep = ap_strchr_c(arg, ':');
+    name = sep ? apr_pstrmemdup(cmd->pool, arg, (apr_size_t)(sep - arg)) : arg;
+    c->cache_provider =
+        ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name, AP_SOCACHE_PROVIDER_VERSION);
+    if (c->cache_provider == NULL) {
+        apr_array_header_t *names = ap_list_provider_names(
+            cmd->pool, AP_SOCACHE_PROVIDER_GROUP, AP_SOCACHE_PROVIDER_VERSION);
+        const char *all =
+            names->nelts ? apr_array_pstrcat(cmd->pool, names, ',') : "none";
+        return apr_psprintf(cmd->pool,
+                            "StapleCache: '%s' is not a loaded socache provider (loaded: "
+                            "%s); load it first, for example LoadModule "
+                            "socache_%s_module modules/mod_socache_%s.so",
+                            name, all, name, name);
+    }
+    err = c->cache_provider->create(&c->cache_instance, sep ? sep + 1 : NULL,
+                                    cmd->temp_pool, cmd->pool);
+    if (err) {
+        return apr_psprintf(cmd->pool, "StapleCache: '%s': %s", arg, err);
+    }
+    c->cache_spec = arg;
+    return NULL;
+}
+
+static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    apr_size_t len = strlen(arg);
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (len > 1 && arg[len - 1] == '%') {
+        char *end;
+        long pct = strtol(arg, &end, 10);
+        if (end != arg + len - 1 || pct < 1 || pct > 99) {
+            return apr_psprintf(cmd->pool,
+                                "StapleRenewWindow: '%s' is not a percentage from 1%% to "
+                                "99%% or a number of seconds (for example: "
+                                "StapleRenewWindow 50%%)",
+                                arg);
+        }
+        c->renew_pct = (int)pct;
+        c->renew_window = STAPLE_UNSET;
+        return NULL;
+    }
+    c->renew_pct = -1;
+    return parse_seconds(cmd, arg, 0, &c->renew_window);
+}
+
+#define SECONDS_ARG(field, min)                                                          \
+    static const seconds_arg_t arg_##field = {APR_OFFSETOF(staple_srv_conf_t, field),    \
+                                              (min)}
+
+SECONDS_ARG(startup_timeout, 0);
+SECONDS_ARG(responder_timeout, 1);
+SECONDS_ARG(time_skew, 0);
+SECONDS_ARG(max_age, -1);
+SECONDS_ARG(standard_timeout, 1);
+SECONDS_ARG(retry_delay, 1);
+SECONDS_ARG(error_timeout, 1);
+
+#define SECONDS(name, field, help)                                                       \
+    AP_INIT_TAKE1(name, set_seconds, (void *)&arg_##field, RSRC_CONF, help)
+
+const command_rec staple_cmds[] = {
+    AP_INIT_FLAG("StapleEngine", set_engine, NULL, RSRC_CONF,
+                 "on|off: take over OCSP stapling for this server's certificates "
+                 "(default on)"),
+    AP_INIT_TAKE1("StapleForceURL", set_force_url, NULL, RSRC_CONF,
+                  "http(s) URL of the OCSP responder to use instead of the "
+                  "certificate's"),
+    AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
+                  "provider[:arguments] socache for OCSP responses, as "
+                  "SSLStaplingCache (default shmcb:staple(1048576))"),
+    AP_INIT_TAKE1("StapleRenewWindow", set_renew_window, NULL, RSRC_CONF,
+                  "pct% or seconds of validity left when a response is renewed "
+                  "(default 50%)"),
+    SECONDS("StapleStartupTimeout", startup_timeout,
+            "seconds startup may wait for first responses (default 5)"),
+    SECONDS("StapleResponderTimeout", responder_timeout,
+            "seconds for a whole fetch, name lookup to last byte (default 10)"),
+    SECONDS("StapleResponseTimeSkew", time_skew,
+            "seconds of clock skew allowed on thisUpdate (default 300)"),
+    SECONDS("StapleResponseMaxAge", max_age,
+            "refuse responses older than this many seconds; -1: no limit (default)"),
+    SECONDS("StapleStandardCacheTimeout", standard_timeout,
+            "refresh responses at least this often, in seconds (default 3600)"),
+    SECONDS("StapleRetryDelay", retry_delay,
+            "seconds before the first retry after a failed fetch (default 30)"),
+    SECONDS("StapleErrorCacheTimeout", error_timeout,
+            "longest interval between retries, in seconds (default 600)"),
+    {NULL},
+};

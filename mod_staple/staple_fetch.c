@@ -1,0 +1,232 @@
+#include <string.h>
+
+#include <apr_strings.h>
+#include <curl/curl.h>
+
+#include "staple_fetch.h"
+#include "staple_ocsp.h"
+
+typedef struct {
+    staple_fetch_t *f;
+    CURL *curl;
+    struct curl_slist *headers;
+    apr_pool_t *pool;
+    apr_time_t started;
+    unsigned char *buf;
+    apr_size_t len;
+    int too_large;
+} transfer_t;
+
+apr_status_t staple_fetch_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? APR_SUCCESS : APR_EGENERAL;
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    transfer_t *t = userdata;
+    size_t n = size * nmemb;
+
+    if (t->len + n > STAPLE_MAX_RESPONSE_LEN) {
+        t->too_large = 1;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (t->buf == NULL) {
+        /* the limit is small: one allocation for any answer we accept */
+        t->buf = apr_palloc(t->pool, STAPLE_MAX_RESPONSE_LEN);
+    }
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    return n;
+}
+
+static apr_interval_time_t time_left(const staple_fetch_opts_t *opts, apr_time_t deadline)
+{
+    apr_interval_time_t left = opts->timeout;
+
+    if (deadline) {
+        apr_interval_time_t until = deadline - apr_time_now();
+        if (until < left) {
+            left = until;
+        }
+    }
+    return left;
+}
+
+static apr_status_t start_transfer(CURLM *multi, transfer_t *t,
+                                   const staple_fetch_opts_t *opts, apr_time_t deadline)
+{
+    staple_fetch_t *f = t->f;
+    const char *get_url;
+    long ms = (long)apr_time_as_msec(time_left(opts, deadline));
+
+    if (ms <= 0) {
+        f->status = APR_TIMEUP;
+        apr_cpystrn(f->error, "no time left before the deadline", sizeof(f->error));
+        return APR_TIMEUP;
+    }
+    if ((t->curl = curl_easy_init()) == NULL) {
+        f->status = APR_ENOMEM;
+        apr_cpystrn(f->error, "curl_easy_init failed", sizeof(f->error));
+        return APR_ENOMEM;
+    }
+    get_url = staple_ocsp_get_url(t->pool, f->url, f->req, f->req_len);
+    if (get_url) {
+        f->method = "GET";
+        curl_easy_setopt(t->curl, CURLOPT_URL, get_url);
+    } else {
+        f->method = "POST";
+        curl_easy_setopt(t->curl, CURLOPT_URL, f->url);
+        curl_easy_setopt(t->curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(t->curl, CURLOPT_POSTFIELDS, (const char *)f->req);
+        curl_easy_setopt(t->curl, CURLOPT_POSTFIELDSIZE, (long)f->req_len);
+        t->headers =
+            curl_slist_append(t->headers, "Content-Type: application/ocsp-request");
+    }
+    t->headers = curl_slist_append(t->headers, "Accept: application/ocsp-response");
+    curl_easy_setopt(t->curl, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(t->curl, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, t);
+    /* One limit for the whole exchange, name resolution included. */
+    curl_easy_setopt(t->curl, CURLOPT_TIMEOUT_MS, ms);
+    curl_easy_setopt(t->curl, CURLOPT_CONNECTTIMEOUT_MS, ms);
+    curl_easy_setopt(t->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t->curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(t->curl, CURLOPT_MAXFILESIZE, (long)STAPLE_MAX_RESPONSE_LEN);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(t->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(t->curl, CURLOPT_PROTOCOLS,
+                     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    /* An empty proxy disables the environment's http_proxy: only the
+     * configured proxy is ever used. */
+    curl_easy_setopt(t->curl, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
+    if (opts->user_agent) {
+        curl_easy_setopt(t->curl, CURLOPT_USERAGENT, opts->user_agent);
+    }
+    t->started = apr_time_now();
+    if (curl_multi_add_handle(multi, t->curl) != CURLM_OK) {
+        f->status = APR_EGENERAL;
+        apr_cpystrn(f->error, "curl_multi_add_handle failed", sizeof(f->error));
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+static void finish_transfer(transfer_t *t, CURLcode code)
+{
+    staple_fetch_t *f = t->f;
+
+    f->duration = apr_time_now() - t->started;
+    curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &f->http_status);
+    if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
+        f->status = APR_ENOSPC;
+        apr_snprintf(f->error, sizeof(f->error),
+                     "response body larger than %d bytes, refused",
+                     STAPLE_MAX_RESPONSE_LEN);
+    } else if (code != CURLE_OK) {
+        f->status = (code == CURLE_OPERATION_TIMEDOUT) ? APR_TIMEUP : APR_EGENERAL;
+        apr_snprintf(f->error, sizeof(f->error), "%s", curl_easy_strerror(code));
+    } else if (f->http_status != 200) {
+        f->status = APR_EGENERAL;
+        apr_snprintf(f->error, sizeof(f->error), "HTTP status %ld", f->http_status);
+    } else if (t->len == 0) {
+        f->status = APR_EGENERAL;
+        apr_cpystrn(f->error, "empty response body", sizeof(f->error));
+    } else {
+        f->status = APR_SUCCESS;
+        f->body = t->buf;
+        f->body_len = t->len;
+    }
+}
+
+static void release_transfer(CURLM *multi, transfer_t *t)
+{
+    if (t->curl) {
+        curl_multi_remove_handle(multi, t->curl);
+        curl_easy_cleanup(t->curl);
+        t->curl = NULL;
+    }
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+}
+
+apr_status_t staple_fetch_run(apr_array_header_t *fetches,
+                              const staple_fetch_opts_t *opts, apr_time_t deadline,
+                              staple_fetch_done_fn *done, void *ctx, apr_pool_t *p)
+{
+    CURLM *multi;
+    transfer_t *ts;
+    int n = fetches->nelts, next = 0, running = 0, i;
+    int max_parallel = opts->max_parallel > 0 ? opts->max_parallel : 1;
+
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
+    if ((multi = curl_multi_init()) == NULL) {
+        return APR_ENOMEM;
+    }
+    ts = apr_pcalloc(p, sizeof(*ts) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        ts[i].f = APR_ARRAY_IDX(fetches, i, staple_fetch_t *);
+        ts[i].pool = p;
+        ts[i].f->status = APR_EINIT;
+        ts[i].f->error[0] = '\0';
+        ts[i].f->body = NULL;
+        ts[i].f->body_len = 0;
+        ts[i].f->http_status = 0;
+        ts[i].f->duration = 0;
+    }
+
+    while (next < n || running > 0) {
+        CURLMsg *msg;
+        int msgs, still;
+
+        while (next < n && running < max_parallel) {
+            transfer_t *t = &ts[next++];
+            if (start_transfer(multi, t, opts, deadline) == APR_SUCCESS) {
+                running++;
+            } else {
+                release_transfer(multi, t);
+                if (done) {
+                    done(t->f, ctx);
+                }
+            }
+        }
+        if (curl_multi_perform(multi, &still) != CURLM_OK) {
+            break;
+        }
+        while ((msg = curl_multi_info_read(multi, &msgs)) != NULL) {
+            transfer_t *t = NULL;
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+            finish_transfer(t, msg->data.result);
+            release_transfer(multi, t);
+            running--;
+            if (done) {
+                done(t->f, ctx);
+            }
+        }
+        if (running > 0) {
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+        }
+    }
+
+    /* Only reached early when libcurl itself failed: fail what is left. */
+    for (i = 0; i < n; i++) {
+        if (ts[i].curl || i >= next) {
+            ts[i].f->status = APR_EGENERAL;
+            apr_cpystrn(ts[i].f->error, "transfer aborted", sizeof(ts[i].f->error));
+            release_transfer(multi, &ts[i]);
+            if (done) {
+                done(ts[i].f, ctx);
+            }
+        }
+    }
+    curl_multi_cleanup(multi);
+    return APR_SUCCESS;
+}

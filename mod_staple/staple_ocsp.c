@@ -1,0 +1,370 @@
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include <apr_base64.h>
+#include <apr_escape.h>
+#include <apr_strings.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "staple_ocsp.h"
+
+/* RFC 5019 section 5: GET only while the base64 request stays this short. */
+#define STAPLE_GET_MAX_B64 255
+
+/* TLS Feature extension value for status_request (RFC 7633). */
+#define STAPLE_TLSFEATURE_STATUS_REQUEST 5
+
+static const char *const check_names[STAPLE_CHECK_COUNT] = {
+    "ok",         "too-large",      "malformed",     "not-successful", "signature",
+    "wrong-cert", "unknown-status", "not-yet-valid", "no-next-update", "expired",
+    "too-old",
+};
+
+const char *staple_check_name(staple_check_e rc)
+{
+    return (rc >= 0 && rc < STAPLE_CHECK_COUNT) ? check_names[rc] : "invalid";
+}
+
+const char *staple_cert_status_name(int cert_status)
+{
+    switch (cert_status) {
+    case V_OCSP_CERTSTATUS_GOOD:
+        return "good";
+    case V_OCSP_CERTSTATUS_REVOKED:
+        return "revoked";
+    default:
+        return "unknown";
+    }
+}
+
+static apr_status_t cert_cleanup(void *data)
+{
+    staple_cert_t *c = data;
+
+    OCSP_CERTID_free(c->certid);
+    X509_STORE_free(c->store);
+    sk_X509_pop_free(c->signers, X509_free);
+    X509_free(c->issuer);
+    X509_free(c->x509);
+    OPENSSL_free(c->req_der);
+    return APR_SUCCESS;
+}
+
+static const char *name_oneline(apr_pool_t *p, const X509_NAME *name)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    const char *s = "(unknown)";
+    char *data;
+    long len;
+
+    if (bio == NULL) {
+        return s;
+    }
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+        len = BIO_get_mem_data(bio, &data);
+        s = apr_pstrmemdup(p, data, (apr_size_t)len);
+    }
+    BIO_free(bio);
+    return s;
+}
+
+static const char *serial_hex(apr_pool_t *p, const X509 *x)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    const char *s = "?";
+    char *hex;
+
+    if (bn && (hex = BN_bn2hex(bn)) != NULL) {
+        s = apr_pstrdup(p, hex);
+        OPENSSL_free(hex);
+    }
+    BN_free(bn);
+    return s;
+}
+
+static const char *first_ocsp_url(apr_pool_t *p, X509 *x)
+{
+    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(x);
+    const char *url = NULL;
+
+    if (urls && sk_OPENSSL_STRING_num(urls) > 0) {
+        url = apr_pstrdup(p, sk_OPENSSL_STRING_value(urls, 0));
+    }
+    X509_email_free(urls);
+    return url;
+}
+
+static int has_must_staple(X509 *x)
+{
+    int idx = X509_get_ext_by_NID(x, NID_tlsfeature, -1);
+    X509_EXTENSION *ext;
+    ASN1_SEQUENCE_ANY *features = NULL;
+    const unsigned char *der;
+    const ASN1_OCTET_STRING *os;
+    int i, found = 0;
+
+    if (idx < 0 || (ext = X509_get_ext(x, idx)) == NULL) {
+        return 0;
+    }
+    os = X509_EXTENSION_get_data(ext);
+    der = ASN1_STRING_get0_data(os);
+    /* TLSFeature ::= SEQUENCE OF INTEGER */
+    features = d2i_ASN1_SEQUENCE_ANY(NULL, &der, ASN1_STRING_length(os));
+    if (features == NULL) {
+        return 0;
+    }
+    for (i = 0; i < sk_ASN1_TYPE_num(features); i++) {
+        ASN1_TYPE *t = sk_ASN1_TYPE_value(features, i);
+        if (t->type == V_ASN1_INTEGER &&
+            ASN1_INTEGER_get(t->value.integer) == STAPLE_TLSFEATURE_STATUS_REQUEST) {
+            found = 1;
+        }
+    }
+    sk_ASN1_TYPE_pop_free(features, ASN1_TYPE_free);
+    return found;
+}
+
+static apr_status_t make_request(staple_cert_t *c)
+{
+    OCSP_REQUEST *req = OCSP_REQUEST_new();
+    OCSP_CERTID *id = OCSP_CERTID_dup(c->certid);
+    int len;
+
+    if (req == NULL || id == NULL || OCSP_request_add0_id(req, id) == NULL) {
+        OCSP_CERTID_free(id);
+        OCSP_REQUEST_free(req);
+        return APR_ENOMEM;
+    }
+    c->req_der = NULL;
+    len = i2d_OCSP_REQUEST(req, &c->req_der);
+    OCSP_REQUEST_free(req);
+    if (len <= 0) {
+        return APR_ENOMEM;
+    }
+    c->req_len = (apr_size_t)len;
+    return APR_SUCCESS;
+}
+
+apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *pem,
+                              char *err, apr_size_t errlen)
+{
+    staple_cert_t *c = apr_pcalloc(p, sizeof(*c));
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *x;
+    unsigned int mdlen = 0;
+
+    *pcert = NULL;
+    apr_pool_cleanup_register(p, c, cert_cleanup, apr_pool_cleanup_null);
+    if (bio == NULL || (c->x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+        BIO_free(bio);
+        apr_cpystrn(err, "no PEM certificate found", errlen);
+        return APR_EINVAL;
+    }
+    /* The issuer is the first certificate after the leaf that issued it. */
+    while (c->issuer == NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (X509_check_issued(x, c->x509) == X509_V_OK) {
+            c->issuer = x;
+        } else {
+            X509_free(x);
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+
+    if (!X509_digest(c->x509, EVP_sha1(), c->id, &mdlen) || mdlen != STAPLE_ID_LEN) {
+        apr_cpystrn(err, "cannot compute the certificate's SHA-1", errlen);
+        return APR_EGENERAL;
+    }
+    c->id_hex = staple_hex(p, c->id, STAPLE_ID_LEN);
+    c->subject = name_oneline(p, X509_get_subject_name(c->x509));
+    c->serial = serial_hex(p, c->x509);
+    c->ocsp_url = first_ocsp_url(p, c->x509);
+    c->must_staple = has_must_staple(c->x509);
+    c->self_signed = (X509_check_issued(c->x509, c->x509) == X509_V_OK);
+    staple_asn1_to_time(X509_get0_notAfter(c->x509), &c->not_after);
+    ERR_clear_error();
+    *pcert = c;
+
+    if (c->issuer == NULL) {
+        apr_cpystrn(err,
+                    c->self_signed ? "certificate is self-signed"
+                                   : "issuer certificate not found in the chain",
+                    errlen);
+        return APR_NOTFOUND;
+    }
+
+    c->certid = OCSP_cert_to_id(EVP_sha1(), c->x509, c->issuer);
+    c->store = X509_STORE_new();
+    c->signers = sk_X509_new_null();
+    if (c->certid == NULL || c->store == NULL || c->signers == NULL ||
+        !X509_STORE_add_cert(c->store, c->issuer) || !X509_up_ref(c->issuer) ||
+        !sk_X509_push(c->signers, c->issuer) || make_request(c) != APR_SUCCESS) {
+        apr_cpystrn(err, "out of memory preparing the OCSP request", errlen);
+        *pcert = NULL;
+        return APR_ENOMEM;
+    }
+    /* The issuer is the trust anchor even when it is an intermediate CA. */
+    X509_STORE_set_flags(c->store, X509_V_FLAG_PARTIAL_CHAIN);
+    return APR_SUCCESS;
+}
+
+static staple_check_e fail(staple_check_e rc, char *why, apr_size_t whylen,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static staple_check_e fail(staple_check_e rc, char *why, apr_size_t whylen,
+                           const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    apr_vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    ERR_clear_error();
+    return rc;
+}
+
+static const char *openssl_error(char *buf, apr_size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e == 0) {
+        return "no detail";
+    }
+    ERR_error_string_n(e, buf, len);
+    return buf;
+}
+
+staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char *der,
+                                 apr_size_t len, apr_time_t now,
+                                 const staple_check_params_t *params,
+                                 staple_resp_info_t *info, char *why, apr_size_t whylen)
+{
+    const unsigned char *ptr = der;
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL, *revtime = NULL;
+    staple_check_e rc = STAPLE_CHECK_OK;
+    char ebuf[256];
+    int status, reason;
+
+    memset(info, 0, sizeof(*info));
+    info->resp_status = -1;
+    info->cert_status = -1;
+    info->reason = -1;
+    why[0] = '\0';
+
+    if (len > STAPLE_MAX_RESPONSE_LEN) {
+        return fail(STAPLE_CHECK_TOO_LARGE, why, whylen,
+                    "response of %" APR_SIZE_T_FMT " bytes exceeds the %d byte limit",
+                    len, STAPLE_MAX_RESPONSE_LEN);
+    }
+    if (cert->certid == NULL) {
+        return fail(STAPLE_CHECK_WRONG_CERT, why, whylen, "certificate has no issuer");
+    }
+    if (len == 0 || len > LONG_MAX ||
+        (resp = d2i_OCSP_RESPONSE(NULL, &ptr, (long)len)) == NULL || ptr != der + len) {
+        rc = fail(STAPLE_CHECK_MALFORMED, why, whylen,
+                  "not a DER OCSP response (%" APR_SIZE_T_FMT " bytes)", len);
+        goto out;
+    }
+    info->resp_status = OCSP_response_status(resp);
+    if (info->resp_status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        rc = fail(STAPLE_CHECK_NOT_SUCCESSFUL, why, whylen, "response status is %s (%d)",
+                  OCSP_response_status_str(info->resp_status), info->resp_status);
+        goto out;
+    }
+    if ((basic = OCSP_response_get1_basic(resp)) == NULL) {
+        rc = fail(STAPLE_CHECK_MALFORMED, why, whylen, "no basic OCSP response inside");
+        goto out;
+    }
+    /* The issuer is offered as a possible signer (responses signed by the CA
+     * itself often carry no certificates); delegated responders must chain to
+     * the issuer and carry id-kp-OCSPSigning, which OCSP_basic_verify checks. */
+    if (OCSP_basic_verify(basic, cert->signers, cert->store, 0) <= 0) {
+        rc = fail(STAPLE_CHECK_SIGNATURE, why, whylen,
+                  "signature not verified against the issuer: %s",
+                  openssl_error(ebuf, sizeof(ebuf)));
+        goto out;
+    }
+    {
+        const ASN1_GENERALIZEDTIME *produced = OCSP_resp_get0_produced_at(basic);
+        staple_asn1_to_time(produced, &info->produced_at);
+    }
+    if (!OCSP_resp_find_status(basic, cert->certid, &status, &reason, &revtime, &thisupd,
+                               &nextupd)) {
+        rc = fail(STAPLE_CHECK_WRONG_CERT, why, whylen,
+                  "no status for serial %s in the response", cert->serial);
+        goto out;
+    }
+    info->cert_status = status;
+    info->reason = reason;
+    if (revtime) {
+        staple_asn1_to_time(revtime, &info->revoked_at);
+    }
+    if (!thisupd || !staple_asn1_to_time(thisupd, &info->this_update)) {
+        rc = fail(STAPLE_CHECK_MALFORMED, why, whylen, "thisUpdate unreadable");
+        goto out;
+    }
+    if (nextupd && !staple_asn1_to_time(nextupd, &info->next_update)) {
+        rc = fail(STAPLE_CHECK_MALFORMED, why, whylen, "nextUpdate unreadable");
+        goto out;
+    }
+    if (status != V_OCSP_CERTSTATUS_GOOD && status != V_OCSP_CERTSTATUS_REVOKED) {
+        rc = fail(STAPLE_CHECK_UNKNOWN, why, whylen, "certificate status is unknown");
+        goto out;
+    }
+    if (info->this_update > now + params->time_skew) {
+        rc = fail(STAPLE_CHECK_NOT_YET_VALID, why, whylen,
+                  "thisUpdate is %" APR_TIME_T_FMT "s in the future, beyond the allowed "
+                  "skew of %" APR_TIME_T_FMT "s",
+                  apr_time_sec(info->this_update - now), apr_time_sec(params->time_skew));
+        goto out;
+    }
+    if (nextupd == NULL) {
+        rc = fail(STAPLE_CHECK_NO_NEXT_UPDATE, why, whylen,
+                  "response has no nextUpdate, so no end of validity");
+        goto out;
+    }
+    if (now >= info->next_update) {
+        rc = fail(STAPLE_CHECK_EXPIRED, why, whylen,
+                  "nextUpdate passed %" APR_TIME_T_FMT "s ago",
+                  apr_time_sec(now - info->next_update));
+        goto out;
+    }
+    if (params->max_age >= 0 && now - info->this_update > params->max_age) {
+        rc = fail(STAPLE_CHECK_TOO_OLD, why, whylen,
+                  "thisUpdate is %" APR_TIME_T_FMT "s old, more than the maximum age of "
+                  "%" APR_TIME_T_FMT "s",
+                  apr_time_sec(now - info->this_update), apr_time_sec(params->max_age));
+        goto out;
+    }
+
+out:
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(resp);
+    ERR_clear_error();
+    return rc;
+}
+
+const char *staple_ocsp_get_url(apr_pool_t *p, const char *base, const unsigned char *req,
+                                apr_size_t req_len)
+{
+    char *b64;
+    apr_size_t blen = (apr_size_t)apr_base64_encode_len((int)req_len);
+    apr_size_t baselen = strlen(base);
+
+    b64 = apr_palloc(p, blen);
+    blen = (apr_size_t)apr_base64_encode(b64, (const char *)req, (int)req_len);
+    /* apr_base64_encode counts the terminating NUL */
+    if (blen > 0 && b64[blen - 1] == '\0') {
+        blen--;
+    }
+    if (blen > STAPLE_GET_MAX_B64) {
+        return NULL;
+    }
+    return apr_pstrcat(p, base, (baselen && base[baselen - 1] == '/') ? "" : "/",
+                       apr_pescape_urlencoded(p, b64), NULL);
+}

@@ -1,0 +1,59 @@
+#include <time.h>
+
+#include <apr_strings.h>
+
+#include "staple_util.h"
+
+int staple_asn1_to_time(const ASN1_TIME *t, apr_time_t *out)
+{
+    struct tm tm;
+    time_t secs;
+
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm)) {
+        return 0;
+    }
+    secs = timegm(&tm);
+    if (secs == (time_t)-1) {
+        return 0;
+    }
+    *out = apr_time_from_sec((apr_time_t)secs);
+    return 1;
+}
+
+const char *staple_hex(apr_pool_t *p, const unsigned char *data, apr_size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    char *s = apr_palloc(p, len * 2 + 1);
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        s[2 * i] = digits[data[i] >> 4];
+        s[2 * i + 1] = digits[data[i] & 0x0f];
+    }
+    s[len * 2] = '\0';
+    return s;
+}
+
+const char *staple_fmt_duration(apr_pool_t *p, apr_interval_time_t t)
+{
+    apr_int64_t s = apr_time_sec(t);
+    const char *sign = "";
+
+    if (s < 0) {
+        sign = "-";
+        s = -s;
+    }
+    if (s >= 86400) {
+        return apr_psprintf(p, "%s%" APR_INT64_T_FMT "d %" APR_INT64_T_FMT "h", sign,
+                            s / 86400, (s % 86400) / 3600);
+    }
+    if (s >= 3600) {
+        return apr_psprintf(p, "%s%" APR_INT64_T_FMT "h %" APR_INT64_T_FMT "m", sign,
+                            s / 3600, (s % 3600) / 60);
+    }
+    if (s >= 60) {
+        return apr_psprintf(p, "%s%" APR_INT64_T_FMT "m %" APR_INT64_T_FMT "s", sign,
+                            s / 60, s % 60);
+    }
+    return apr_psprintf(p, "%s%" APR_INT64_T_FMT "s", sign, s);
+}

@@ -1,0 +1,758 @@
+/*
+ * Unit tests of mod_staple's core, without httpd: every stapling rule (accept
+ * and reject), refresh timing, GET encoding, cache entries and the HTTP
+ * fetcher against a small local server. The PKI and the OCSP responses are
+ * made in memory with OpenSSL, so each rule is hit exactly.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "staple_entry.h"
+#include "staple_fetch.h"
+#include "staple_ocsp.h"
+#include "staple_timing.h"
+
+static int checks_failed;
+static int cases_passed, cases_failed;
+static apr_pool_t *pool;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+            checks_failed++;                                                             \
+        }                                                                                \
+    } while (0)
+
+static void run_case(const char *name, void (*fn)(void))
+{
+    int before = checks_failed;
+
+    fn();
+    if (checks_failed == before) {
+        cases_passed++;
+        printf("ok - %s\n", name);
+    } else {
+        cases_failed++;
+        printf("not ok - %s\n", name);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* An in-memory PKI                                                    */
+
+typedef struct {
+    X509 *cert;
+    EVP_PKEY *key;
+} ident_t;
+
+static ident_t root, inter, leaf, leaf2, responder, responder_noeku, other_root,
+    other_responder, stranger, selfsigned;
+static staple_cert_t *leaf_sc;
+static long serial_counter = 1000;
+
+static EVP_PKEY *new_key(void)
+{
+    return EVP_EC_gen("P-256");
+}
+
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL) {
+        fprintf(stderr, "bad extension %d=%s\n", nid, value);
+        abort();
+    }
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+}
+
+/* Issue a certificate; issuer NULL makes it self-signed. */
+static ident_t issue(const char *cn, const ident_t *issuer, int ca, const char *eku,
+                     const char *aia, int must_staple)
+{
+    ident_t id;
+    X509_NAME *name = X509_NAME_new();
+    X509 *signer_cert;
+
+    id.key = new_key();
+    id.cert = X509_new();
+    X509_set_version(id.cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(id.cert), serial_counter++);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
+                               -1, 0);
+    X509_set_subject_name(id.cert, name);
+    X509_set_issuer_name(id.cert, issuer ? X509_get_subject_name(issuer->cert) : name);
+    X509_gmtime_adj(X509_getm_notBefore(id.cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(id.cert), 86400L * 30);
+    X509_set_pubkey(id.cert, id.key);
+    signer_cert = issuer ? issuer->cert : id.cert;
+    add_ext(id.cert, signer_cert, NID_basic_constraints,
+            ca ? "critical,CA:TRUE" : "CA:FALSE");
+    add_ext(id.cert, signer_cert, NID_subject_key_identifier, "hash");
+    if (issuer) {
+        add_ext(id.cert, signer_cert, NID_authority_key_identifier, "keyid");
+    }
+    if (ca) {
+        add_ext(id.cert, signer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
+    }
+    if (eku) {
+        add_ext(id.cert, signer_cert, NID_ext_key_usage, eku);
+    }
+    if (aia) {
+        add_ext(id.cert, signer_cert, NID_info_access, aia);
+    }
+    if (must_staple) {
+        add_ext(id.cert, signer_cert, NID_tlsfeature, "status_request");
+    }
+    X509_sign(id.cert, issuer ? issuer->key : id.key, EVP_sha256());
+    X509_NAME_free(name);
+    return id;
+}
+
+static char *to_pem(X509 *a, X509 *b)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data, *s;
+    long len;
+
+    PEM_write_bio_X509(bio, a);
+    if (b) {
+        PEM_write_bio_X509(bio, b);
+    }
+    len = BIO_get_mem_data(bio, &data);
+    s = apr_pstrmemdup(pool, data, (apr_size_t)len);
+    BIO_free(bio);
+    return s;
+}
+
+static void make_pki(void)
+{
+    char err[256];
+
+    root = issue("Test Root", NULL, 1, NULL, NULL, 0);
+    inter = issue("Test Inter", &root, 1, NULL, NULL, 0);
+    leaf = issue("leaf.test", &inter, 0, "serverAuth", "OCSP;URI:http://127.0.0.1:1/ocsp",
+                 1);
+    leaf2 =
+        issue("leaf2.test", &inter, 0, "serverAuth", "OCSP;URI:http://127.0.0.1:1/", 0);
+    responder = issue("Responder", &inter, 0, "critical,OCSPSigning", NULL, 0);
+    responder_noeku = issue("Responder no EKU", &inter, 0, "serverAuth", NULL, 0);
+    other_root = issue("Other Root", NULL, 1, NULL, NULL, 0);
+    other_responder =
+        issue("Other Responder", &other_root, 0, "critical,OCSPSigning", NULL, 0);
+    stranger = issue("Stranger", NULL, 0, "critical,OCSPSigning", NULL, 0);
+    selfsigned = issue("selfsigned.test", NULL, 0, NULL, NULL, 0);
+    if (staple_cert_load(&leaf_sc, pool, to_pem(leaf.cert, inter.cert), err,
+                         sizeof(err)) != APR_SUCCESS) {
+        fprintf(stderr, "cannot load the test leaf: %s\n", err);
+        abort();
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Making OCSP responses                                               */
+
+#define NO_NEXT_UPDATE 0x7fffffffL
+
+typedef struct {
+    const ident_t *signer;
+    int include_signer; /* put the signer's certificate into the response */
+    X509 *subject;      /* certificate the SingleResponse is about */
+    X509 *subject_issuer;
+    int status;       /* V_OCSP_CERTSTATUS_* */
+    long this_offset; /* seconds from now */
+    long next_offset; /* seconds from now, or NO_NEXT_UPDATE */
+    int resp_status;  /* OCSP_RESPONSE_STATUS_* */
+} resp_spec_t;
+
+static resp_spec_t good_spec(void)
+{
+    resp_spec_t s = {&responder,
+                     1,
+                     NULL,
+                     NULL,
+                     V_OCSP_CERTSTATUS_GOOD,
+                     -60,
+                     3600,
+                     OCSP_RESPONSE_STATUS_SUCCESSFUL};
+    s.subject = leaf.cert;
+    s.subject_issuer = inter.cert;
+    return s;
+}
+
+static unsigned char *make_resp(const resp_spec_t *s, apr_size_t *len)
+{
+    OCSP_RESPONSE *resp;
+    unsigned char *der = NULL, *out;
+    int n;
+
+    if (s->resp_status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        resp = OCSP_response_create(s->resp_status, NULL);
+    } else {
+        OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
+        OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), s->subject, s->subject_issuer);
+        ASN1_TIME *thisupd = X509_gmtime_adj(NULL, s->this_offset);
+        ASN1_TIME *nextupd = s->next_offset == NO_NEXT_UPDATE
+                                 ? NULL
+                                 : X509_gmtime_adj(NULL, s->next_offset);
+        ASN1_TIME *revtime = X509_gmtime_adj(NULL, -86400);
+        STACK_OF(X509) *certs = sk_X509_new_null();
+
+        OCSP_basic_add1_status(bs, id, s->status, OCSP_REVOKED_STATUS_KEYCOMPROMISE,
+                               s->status == V_OCSP_CERTSTATUS_REVOKED ? revtime : NULL,
+                               thisupd, nextupd);
+        OCSP_basic_sign(bs, s->signer->cert, s->signer->key, EVP_sha256(), certs,
+                        s->include_signer ? 0 : OCSP_NOCERTS);
+        resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs);
+        OCSP_BASICRESP_free(bs);
+        OCSP_CERTID_free(id);
+        ASN1_TIME_free(thisupd);
+        ASN1_TIME_free(nextupd);
+        ASN1_TIME_free(revtime);
+        sk_X509_free(certs);
+    }
+    n = i2d_OCSP_RESPONSE(resp, &der);
+    OCSP_RESPONSE_free(resp);
+    out = apr_pmemdup(pool, der, (apr_size_t)n);
+    OPENSSL_free(der);
+    *len = (apr_size_t)n;
+    return out;
+}
+
+static staple_check_params_t params = {apr_time_from_sec(300), -1};
+
+static staple_check_e check_spec(const resp_spec_t *s, staple_resp_info_t *info)
+{
+    apr_size_t len;
+    unsigned char *der = make_resp(s, &len);
+    char why[256];
+    staple_check_e rc = staple_ocsp_check(leaf_sc, der, len, apr_time_now(), &params,
+                                          info, why, sizeof(why));
+
+    if (rc != STAPLE_CHECK_OK && why[0] == '\0') {
+        fprintf(stderr, "  check %s gave no reason\n", staple_check_name(rc));
+        checks_failed++;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests: certificates                                                 */
+
+static void test_cert_load(void)
+{
+    unsigned char md[20];
+    unsigned int mdlen;
+    staple_cert_t *c;
+    char err[256];
+
+    CHECK(leaf_sc->issuer != NULL);
+    CHECK(leaf_sc->must_staple == 1);
+    CHECK(leaf_sc->self_signed == 0);
+    CHECK(leaf_sc->ocsp_url && !strcmp(leaf_sc->ocsp_url, "http://127.0.0.1:1/ocsp"));
+    CHECK(!strcmp(leaf_sc->subject, "CN=leaf.test"));
+    X509_digest(leaf.cert, EVP_sha1(), md, &mdlen);
+    CHECK(mdlen == 20 && !memcmp(md, leaf_sc->id, 20));
+    CHECK(strlen(leaf_sc->id_hex) == 40);
+    CHECK(leaf_sc->req_der != NULL && leaf_sc->req_len > 0);
+
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf2.cert, inter.cert), err, sizeof(err)) ==
+          APR_SUCCESS);
+    CHECK(c && c->must_staple == 0);
+
+    /* issuer missing from the chain */
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, NULL), err, sizeof(err)) ==
+          APR_NOTFOUND);
+    CHECK(c && !c->self_signed);
+    /* wrong certificate after the leaf */
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, other_root.cert), err,
+                           sizeof(err)) == APR_NOTFOUND);
+    /* self-signed */
+    CHECK(staple_cert_load(&c, pool, to_pem(selfsigned.cert, NULL), err, sizeof(err)) ==
+          APR_NOTFOUND);
+    CHECK(c && c->self_signed && c->ocsp_url == NULL);
+    /* garbage */
+    CHECK(staple_cert_load(&c, pool, "not a certificate", err, sizeof(err)) ==
+          APR_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests: what may be stapled                                          */
+
+static void test_accept_delegated_good(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+    apr_time_t now = apr_time_now();
+
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+    CHECK(info.cert_status == V_OCSP_CERTSTATUS_GOOD);
+    CHECK(info.next_update > now + apr_time_from_sec(3500));
+    CHECK(info.this_update < now);
+}
+
+static void test_accept_issuer_signed_without_certs(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.signer = &inter;
+    s.include_signer = 0;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+}
+
+static void test_accept_revoked(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.status = V_OCSP_CERTSTATUS_REVOKED;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+    CHECK(info.cert_status == V_OCSP_CERTSTATUS_REVOKED);
+    CHECK(info.revoked_at > 0);
+}
+
+static void test_reject_unknown(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.status = V_OCSP_CERTSTATUS_UNKNOWN;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_UNKNOWN);
+}
+
+static void test_reject_not_successful(void)
+{
+    static const int statuses[] = {
+        OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OCSP_RESPONSE_STATUS_INTERNALERROR,
+        OCSP_RESPONSE_STATUS_TRYLATER, OCSP_RESPONSE_STATUS_SIGREQUIRED,
+        OCSP_RESPONSE_STATUS_UNAUTHORIZED};
+    staple_resp_info_t info;
+    unsigned i;
+
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        resp_spec_t s = good_spec();
+        s.resp_status = statuses[i];
+        CHECK(check_spec(&s, &info) == STAPLE_CHECK_NOT_SUCCESSFUL);
+        CHECK(info.resp_status == statuses[i]);
+    }
+}
+
+static void test_reject_unrelated_signer(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.signer = &stranger;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
+}
+
+static void test_reject_responder_without_ocspsigning(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.signer = &responder_noeku;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
+}
+
+static void test_reject_responder_of_other_ca(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.signer = &other_responder;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
+}
+
+static void test_reject_issuer_signer_missing(void)
+{
+    /* signed by the delegated responder but its certificate left out:
+     * nothing to verify the signature with */
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.include_signer = 0;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
+}
+
+static void test_reject_other_certificate(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+
+    s.subject = leaf2.cert;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_WRONG_CERT);
+}
+
+static void test_time_rules(void)
+{
+    resp_spec_t s;
+    staple_resp_info_t info;
+
+    s = good_spec();
+    s.this_offset = 600; /* beyond the 300 s skew */
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_NOT_YET_VALID);
+
+    s = good_spec();
+    s.this_offset = 120; /* within the skew */
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+
+    s = good_spec();
+    s.next_offset = NO_NEXT_UPDATE;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_NO_NEXT_UPDATE);
+
+    s = good_spec();
+    s.this_offset = -7200;
+    s.next_offset = -10; /* passed: never stapled, whatever the skew */
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_EXPIRED);
+
+    s = good_spec();
+    s.this_offset = -7200;
+    params.max_age = apr_time_from_sec(3600);
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_TOO_OLD);
+    s.this_offset = -1800;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+    params.max_age = -1;
+    s.this_offset = -7200;
+    CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
+}
+
+static void test_reject_bad_encoding(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+    apr_size_t len;
+    unsigned char *der = make_resp(&s, &len);
+    unsigned char *longer = apr_pcalloc(pool, len + 1);
+    unsigned char *big = apr_pcalloc(pool, STAPLE_MAX_RESPONSE_LEN + 1);
+    char why[256];
+    apr_time_t now = apr_time_now();
+
+    CHECK(staple_ocsp_check(leaf_sc, (const unsigned char *)"garbage", 7, now, &params,
+                            &info, why, sizeof(why)) == STAPLE_CHECK_MALFORMED);
+    CHECK(staple_ocsp_check(leaf_sc, der, len - 1, now, &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_MALFORMED);
+    memcpy(longer, der, len);
+    CHECK(staple_ocsp_check(leaf_sc, longer, len + 1, now, &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_MALFORMED);
+    CHECK(staple_ocsp_check(leaf_sc, der, 0, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_MALFORMED);
+    CHECK(staple_ocsp_check(leaf_sc, big, STAPLE_MAX_RESPONSE_LEN + 1, now, &params,
+                            &info, why, sizeof(why)) == STAPLE_CHECK_TOO_LARGE);
+    /* a flipped bit in the signed data */
+    der[len / 2] ^= 0x01;
+    CHECK(staple_ocsp_check(leaf_sc, der, len, now, &params, &info, why, sizeof(why)) !=
+          STAPLE_CHECK_OK);
+}
+
+static void test_check_names(void)
+{
+    int i;
+
+    for (i = 0; i < STAPLE_CHECK_COUNT; i++) {
+        CHECK(strcmp(staple_check_name((staple_check_e)i), "invalid") != 0);
+    }
+    CHECK(!strcmp(staple_check_name(STAPLE_CHECK_COUNT), "invalid"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests: timing                                                       */
+
+static void test_refresh_due(void)
+{
+    staple_timing_t t = {50, -1, apr_time_from_sec(3600), apr_time_from_sec(30),
+                         apr_time_from_sec(600)};
+    apr_time_t now = apr_time_from_sec(1000000);
+    apr_time_t due;
+
+    /* 2 h validity, 50 %: due 1 h before nextUpdate; std timeout 1 h too */
+    t.standard_timeout = apr_time_from_sec(86400);
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(7200), 0.0);
+    CHECK(due == now + apr_time_from_sec(3600));
+    /* jitter moves it earlier, by at most 5 % of the interval */
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(7200), 0.999);
+    CHECK(due < now + apr_time_from_sec(3600));
+    CHECK(due >= now + apr_time_from_sec(3600 - 180));
+    /* jitter is capped at 5 minutes */
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(7 * 86400), 0.999);
+    CHECK(due >= now + apr_time_from_sec(86400 - 300));
+    /* standard timeout comes first */
+    t.standard_timeout = apr_time_from_sec(3600);
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(7 * 86400), 0.0);
+    CHECK(due == now + apr_time_from_sec(3600));
+    /* absolute window */
+    t.renew_pct = -1;
+    t.renew_window = apr_time_from_sec(600);
+    t.standard_timeout = apr_time_from_sec(86400);
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(3600), 0.0);
+    CHECK(due == now + apr_time_from_sec(3000));
+    /* never sooner than one minute after a fetch */
+    due = staple_refresh_due(&t, now, now - apr_time_from_sec(1000),
+                             now + apr_time_from_sec(30), 0.5);
+    CHECK(due == now + STAPLE_MIN_REFRESH_INTERVAL);
+}
+
+static void test_retry_due(void)
+{
+    staple_timing_t t = {50, -1, apr_time_from_sec(3600), apr_time_from_sec(30),
+                         apr_time_from_sec(600)};
+    apr_time_t now = apr_time_from_sec(1000000);
+    apr_interval_time_t prev = 0;
+    int f;
+
+    CHECK(staple_retry_due(&t, now, 1, 0.0) == now + apr_time_from_sec(30));
+    CHECK(staple_retry_due(&t, now, 2, 0.0) == now + apr_time_from_sec(60));
+    CHECK(staple_retry_due(&t, now, 3, 0.0) == now + apr_time_from_sec(120));
+    CHECK(staple_retry_due(&t, now, 10, 0.0) == now + apr_time_from_sec(600));
+    CHECK(staple_retry_due(&t, now, 1000, 0.0) == now + apr_time_from_sec(600));
+    for (f = 1; f < 12; f++) {
+        apr_interval_time_t d = staple_retry_due(&t, now, f, 0.999) - now;
+        CHECK(d >= apr_time_from_sec(30) && d <= apr_time_from_sec(600));
+        CHECK(d >= prev * 8 / 10);
+        prev = d;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests: GET encoding, cache entries                                  */
+
+static void test_get_url(void)
+{
+    const char *url = staple_ocsp_get_url(pool, "http://ocsp.test/x", leaf_sc->req_der,
+                                          leaf_sc->req_len);
+    const char *url2 = staple_ocsp_get_url(pool, "http://ocsp.test/x/", leaf_sc->req_der,
+                                           leaf_sc->req_len);
+    unsigned char big[200];
+
+    CHECK(url != NULL && !strncmp(url, "http://ocsp.test/x/", 19));
+    CHECK(url2 != NULL && !strcmp(url, url2));
+    /* base64 '+', '/' and '=' are escaped, nothing else is needed */
+    CHECK(url && strspn(url + 19, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                  "0123456789%") == strlen(url + 19));
+    /* 192 bytes are 256 base64 characters: POST */
+    memset(big, 0x41, sizeof(big));
+    CHECK(staple_ocsp_get_url(pool, "http://o/", big, 192) == NULL);
+    /* 191 bytes are exactly 255 characters once the padding is counted */
+    CHECK(staple_ocsp_get_url(pool, "http://o/", big, 189) != NULL);
+}
+
+static void test_entry_codec(void)
+{
+    unsigned char der[100], buf[200];
+    const unsigned char *out;
+    apr_size_t len, out_len;
+    apr_time_t fetched;
+    const char *reason;
+
+    memset(der, 7, sizeof(der));
+    len = staple_entry_encode(buf, der, sizeof(der), apr_time_from_sec(12345));
+    CHECK(len == STAPLE_ENTRY_HEADER_LEN + sizeof(der));
+    CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) ==
+          APR_SUCCESS);
+    CHECK(out_len == sizeof(der) && !memcmp(out, der, sizeof(der)));
+    CHECK(fetched == apr_time_from_sec(12345));
+    CHECK(staple_entry_decode(buf, len - 1, &out, &out_len, &fetched, &reason) ==
+          APR_EINVAL);
+    CHECK(staple_entry_decode(buf, 5, &out, &out_len, &fetched, &reason) == APR_EINVAL);
+    buf[4] = 99;
+    CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) == APR_EINVAL);
+    buf[4] = 1;
+    buf[0] = 'X';
+    CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) == APR_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests: the fetcher against a local server                           */
+
+/* Serves one scripted answer per connection, in order, then exits. Each
+ * request line is written to the pipe so the test can see the method. */
+static pid_t serve(int lfd, int report_fd, const char *const *answers, int n)
+{
+    pid_t pid = fork();
+    int i;
+
+    if (pid != 0) {
+        return pid;
+    }
+    alarm(20);
+    for (i = 0; i < n; i++) {
+        char req[4096];
+        ssize_t got;
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            _exit(1);
+        }
+        got = read(fd, req, sizeof(req) - 1);
+        if (got > 0) {
+            char *eol;
+            req[got] = '\0';
+            eol = strstr(req, "\r\n");
+            if (eol) {
+                *eol = '\0';
+            }
+            if (write(report_fd, req, strlen(req)) < 0 || write(report_fd, "\n", 1) < 0) {
+                _exit(1);
+            }
+        }
+        if (!strcmp(answers[i], "HANG")) {
+            continue; /* never answered, kept open until the server exits */
+        } else if (!strcmp(answers[i], "BIG")) {
+            static char body[STAPLE_MAX_RESPONSE_LEN + 100];
+            char head[128];
+            int hl = snprintf(head, sizeof(head),
+                              "HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n",
+                              (int)sizeof(body));
+            memset(body, 'x', sizeof(body));
+            if (write(fd, head, (size_t)hl) < 0 || write(fd, body, sizeof(body)) < 0) {
+                /* the client may hang up early: that is the point */
+            }
+        } else if (write(fd, answers[i], strlen(answers[i])) < 0) {
+            _exit(1);
+        }
+        close(fd);
+    }
+    sleep(5); /* keep hanging connections open; the test kills us */
+    _exit(0);
+}
+
+static void test_fetch(void)
+{
+    static const char *const answers[] = {
+        "HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\n"
+        "Content-Length: 5\r\n\r\nhello",
+        "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+        "BIG",
+        "HANG",
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    };
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), pfd[2], status;
+    staple_fetch_opts_t opts = {apr_time_from_msec(1500), 1, NULL, "test"};
+    staple_fetch_t f[5];
+    apr_array_header_t *arr = apr_array_make(pool, 5, sizeof(staple_fetch_t *));
+    unsigned char big_req[300];
+    char url[64], seen[2048];
+    ssize_t got;
+    pid_t pid;
+    int i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    CHECK(listen(lfd, 8) == 0);
+    CHECK(getsockname(lfd, (struct sockaddr *)&sa, &salen) == 0);
+    CHECK(pipe(pfd) == 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/ocsp", ntohs(sa.sin_port));
+    pid = serve(lfd, pfd[1], answers, 5);
+    close(pfd[1]);
+
+    memset(f, 0, sizeof(f));
+    memset(big_req, 1, sizeof(big_req));
+    for (i = 0; i < 5; i++) {
+        f[i].url = url;
+        f[i].req = leaf_sc->req_der;
+        f[i].req_len = leaf_sc->req_len;
+        APR_ARRAY_PUSH(arr, staple_fetch_t *) = &f[i];
+    }
+    f[4].req = big_req; /* too long for GET */
+    f[4].req_len = sizeof(big_req);
+    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, pool) == APR_SUCCESS);
+
+    CHECK(f[0].status == APR_SUCCESS && f[0].body_len == 5 &&
+          !memcmp(f[0].body, "hello", 5));
+    CHECK(!strcmp(f[0].method, "GET"));
+    CHECK(f[1].status != APR_SUCCESS && f[1].http_status == 500);
+    CHECK(strstr(f[1].error, "500") != NULL);
+    CHECK(f[2].status == APR_ENOSPC && f[2].body == NULL);
+    CHECK(f[3].status == APR_TIMEUP);
+    CHECK(f[3].duration >= apr_time_from_msec(1400) &&
+          f[3].duration < apr_time_from_msec(3000));
+    CHECK(f[4].status == APR_SUCCESS && !strcmp(f[4].method, "POST"));
+
+    got = read(pfd[0], seen, sizeof(seen) - 1);
+    seen[got > 0 ? got : 0] = '\0';
+    CHECK(strstr(seen, "GET /ocsp/") != NULL);
+    CHECK(strstr(seen, "POST /ocsp HTTP") != NULL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(pfd[0]);
+    close(lfd);
+}
+
+static void test_fetch_unreachable(void)
+{
+    staple_fetch_opts_t opts = {apr_time_from_sec(2), 4, NULL, NULL};
+    staple_fetch_t f;
+    apr_array_header_t *arr = apr_array_make(pool, 1, sizeof(staple_fetch_t *));
+
+    memset(&f, 0, sizeof(f));
+    /* port 1 on loopback: connection refused at once */
+    f.url = "http://127.0.0.1:1/";
+    f.req = leaf_sc->req_der;
+    f.req_len = leaf_sc->req_len;
+    APR_ARRAY_PUSH(arr, staple_fetch_t *) = &f;
+    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, pool) == APR_SUCCESS);
+    CHECK(f.status != APR_SUCCESS && f.error[0] != '\0');
+    /* a deadline already passed fails without any connection */
+    CHECK(staple_fetch_run(arr, &opts, apr_time_now() - 1, NULL, NULL, pool) ==
+          APR_SUCCESS);
+    CHECK(f.status == APR_TIMEUP);
+}
+
+int main(void)
+{
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    staple_fetch_global_init();
+    make_pki();
+
+    run_case("certificate loading", test_cert_load);
+    run_case("accept: delegated responder, good", test_accept_delegated_good);
+    run_case("accept: signed by the issuer, no certs",
+             test_accept_issuer_signed_without_certs);
+    run_case("accept: revoked", test_accept_revoked);
+    run_case("reject: status unknown", test_reject_unknown);
+    run_case("reject: response status not successful", test_reject_not_successful);
+    run_case("reject: signed by an unrelated key", test_reject_unrelated_signer);
+    run_case("reject: responder without OCSPSigning",
+             test_reject_responder_without_ocspsigning);
+    run_case("reject: responder of another CA", test_reject_responder_of_other_ca);
+    run_case("reject: signer certificate missing", test_reject_issuer_signer_missing);
+    run_case("reject: about another certificate", test_reject_other_certificate);
+    run_case("time rules: skew, nextUpdate, max age", test_time_rules);
+    run_case("reject: malformed, truncated, oversized", test_reject_bad_encoding);
+    run_case("check names", test_check_names);
+    run_case("refresh due time", test_refresh_due);
+    run_case("retry backoff", test_retry_due);
+    run_case("GET encoding", test_get_url);
+    run_case("cache entry codec", test_entry_codec);
+    run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
+    run_case("fetch: unreachable, deadline", test_fetch_unreachable);
+
+    printf("unit: %d passed, %d failed\n", cases_passed, cases_failed);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return cases_failed ? 1 : 0;
+}
