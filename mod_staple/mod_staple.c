@@ -12,11 +12,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <apr_atomic.h>
+#include <apr_file_info.h>
+#include <apr_file_io.h>
 #include <apr_hash.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
@@ -37,6 +40,7 @@
 #include "staple_entry.h"
 #include "staple_fetch.h"
 #include "staple_ocsp.h"
+#include "staple_store.h"
 #include "staple_timing.h"
 #include "mod_staple_config.h"
 #include "mod_staple_private.h"
@@ -95,6 +99,7 @@ typedef struct {
     apr_global_mutex_t *cache_mutex;
     apr_shm_t *shm;
     staple_slot_t *slots;
+    const char *store; /* StapleStore directory, NULL: none */
     ap_watchdog_t *watchdog;
     int active;
 } staple_reg_t;
@@ -186,6 +191,10 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
                          it->cert ? it->cert->subject : "(unreadable)", vhost_name(p, s),
                          err);
         }
+        return DECLINED;
+    }
+    /* server-wide, inherited by every virtual host's configuration */
+    if (sc->trusted && staple_cert_add_trusted(it->cert, sc->trusted) != APR_SUCCESS) {
         return DECLINED;
     }
     it->url = sc->force_url ? sc->force_url : it->cert->ocsp_url;
@@ -367,10 +376,10 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
 
     apr_atomic_inc32(stapled ? &slot->stapled : &slot->unstapled);
     if (!stapled) {
-        ap_log_cerror(APLOG_MARK, it->cert->must_staple ? APLOG_WARNING : APLOG_DEBUG, 0,
-                      c, "no valid OCSP response to staple for %s%s", it->cert->subject,
-                      it->cert->must_staple ? " (Must-Staple: clients will refuse it)"
-                                            : "");
+        /* the refresher reports the cause, and a Must-Staple certificate
+         * at error level; a line per handshake would flood the log */
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c,
+                      "no valid OCSP response to staple for %s", it->cert->subject);
     }
     return OK;
 }
@@ -382,6 +391,9 @@ typedef struct {
     staple_reg_t *r;
     apr_pool_t *pool;
 } round_t;
+
+static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
+                       apr_size_t len, apr_pool_t *p);
 
 static void record_failure(staple_reg_t *r, staple_item_t *it, apr_time_t now,
                            const char *what, apr_pool_t *p)
@@ -421,9 +433,8 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
 
     if (f->status != APR_SUCCESS) {
         record_failure(r, it, now,
-                       apr_psprintf(p,
-                                    "fetch failed after %" APR_TIME_T_FMT " ms (%s): %s",
-                                    apr_time_as_msec(f->duration),
+                       apr_psprintf(p, "fetch failed after %.1f ms (%s): %s",
+                                    (double)f->duration / 1000.0,
                                     f->method ? f->method : "-", f->error),
                        p);
         return;
@@ -442,16 +453,17 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                      "cannot store the OCSP response for %s in StapleCache %s",
                      it->cert->subject, r->gc->cache_spec);
     }
+    store_save(r, it, f->body, f->body_len, p);
     it->failures = 0;
     apr_atomic_set32(&r->slots[it->index].failures, 0);
     it->valid_until = info.next_update;
     it->due =
         staple_refresh_due(&r->timing, now, info.this_update, info.next_update, jitter());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
-                 "OCSP for %s (serial %s) from %s: %s in %" APR_TIME_T_FMT " ms (%s), "
+                 "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                  "valid for %s, next refresh in %s",
                  it->cert->subject, it->cert->serial, it->url,
-                 staple_cert_status_name(info.cert_status), apr_time_as_msec(f->duration),
+                 staple_cert_status_name(info.cert_status), (double)f->duration / 1000.0,
                  f->method, staple_fmt_duration(p, info.next_update - now),
                  staple_fmt_duration(p, it->due - now));
     if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
@@ -459,6 +471,116 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                      "certificate %s (serial %s) is REVOKED according to its OCSP "
                      "responder: replace it; the revoked status is stapled",
                      it->cert->subject, it->cert->serial);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The store on disk                                                   */
+
+/* Make the directory, private to the server's User. Runs as root. */
+static apr_status_t prepare_store(staple_reg_t *r, apr_pool_t *p)
+{
+    struct stat st;
+    apr_status_t rv;
+
+    rv = apr_dir_make_recursive(
+        r->store, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
+        goto fail;
+    }
+    if (lstat(r->store, &st) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rv = APR_ENOTDIR;
+        goto fail;
+    }
+    if (geteuid() == 0 &&
+        chown(r->store, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    if (chmod(r->store, 0700) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    return APR_SUCCESS;
+
+fail:
+    ap_log_error(APLOG_MARK, APLOG_WARNING, rv, r->s,
+                 "StapleStore %s cannot be used as a private directory of User %s: "
+                 "responses are kept in memory only and will be fetched again after a "
+                 "restart; fix its permissions or set StapleStore to another directory",
+                 r->store, ap_unixd_config.user_name);
+    r->store = NULL;
+    return rv;
+}
+
+static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
+                       apr_size_t len, apr_pool_t *p)
+{
+    char err[512];
+
+    if (r->store && staple_store_save(r->store, it->cert->id_hex, der, len, p, err,
+                                      sizeof(err)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                     "StapleStore: cannot keep the response for %s: %s; stapling goes on "
+                     "from memory",
+                     it->cert->subject, err);
+    }
+}
+
+/*
+ * Put a stored response into the shared cache when it passes every check.
+ * Expired and rejected files are removed. Never runs as root.
+ */
+static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
+                            apr_pool_t *p)
+{
+    const char *path;
+    unsigned char *der;
+    apr_size_t len;
+    apr_time_t mtime;
+    staple_resp_info_t info;
+    staple_check_e rc;
+    apr_status_t rv;
+    char why[256];
+
+    if (r->store == NULL) {
+        return;
+    }
+    rv = staple_store_load(r->store, it->cert->id_hex, &der, &len, &mtime, p);
+    if (rv == APR_ENOENT) {
+        return;
+    }
+    path = staple_store_path(r->store, it->cert->id_hex, p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, r->s,
+                     "StapleStore: cannot read %s for %s, ignoring it", path,
+                     it->cert->subject);
+        if (rv == APR_ENOSPC) {
+            staple_store_remove(r->store, it->cert->id_hex, p);
+        }
+        return;
+    }
+    rc = staple_ocsp_check(it->cert, der, len, now, &r->check, &info, why, sizeof(why));
+    if (rc != STAPLE_CHECK_OK) {
+        ap_log_error(APLOG_MARK, rc == STAPLE_CHECK_EXPIRED ? APLOG_INFO : APLOG_WARNING,
+                     0, r->s, "StapleStore: %s for %s rejected (%s): %s; removed", path,
+                     it->cert->subject, staple_check_name(rc), why);
+        staple_store_remove(r->store, it->cert->id_hex, p);
+        return;
+    }
+    if (mtime > now || mtime < info.this_update - r->check.time_skew) {
+        mtime = info.this_update;
+    }
+    if (cache_put(r, it, der, len, mtime, info.next_update, p) == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
+                     "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
+                     it->cert->subject, it->cert->serial,
+                     staple_cert_status_name(info.cert_status), path,
+                     staple_fmt_duration(p, info.next_update - now));
     }
 }
 
@@ -481,6 +603,12 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
                      "cached OCSP response for %s rejected, fetching a new one: %s",
                      it->cert->subject, why);
+    }
+    if (rv != APR_SUCCESS && it->valid_until == 0) {
+        /* nothing known yet in this process: the store may hold one */
+        load_from_store(r, it, now, p);
+        rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why),
+                        p);
     }
     if (rv != APR_SUCCESS) {
         return 0;
@@ -778,10 +906,10 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
 
     if (staple_fetch_global_init() != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "cannot initialise libcurl");
-        return !OK;
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (setup_cache(r, pconf) != APR_SUCCESS) {
-        return !OK;
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     shm_size = sizeof(staple_slot_t) * (apr_size_t)r->items->nelts;
     rv = apr_shm_create(&r->shm, shm_size, NULL, pconf);
@@ -790,16 +918,24 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
                      "cannot create %" APR_SIZE_T_FMT " bytes of shared memory for "
                      "mod_staple's counters",
                      shm_size);
-        return !OK;
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     r->slots = apr_shm_baseaddr_get(r->shm);
     memset(r->slots, 0, shm_size);
 
+    if (r->gc->store == NULL) {
+        r->store = ap_runtime_dir_relative(pconf, STAPLE_DEFAULT_STORE);
+    } else if (strcmp(r->gc->store, STAPLE_STORE_NONE)) {
+        r->store = ap_runtime_dir_relative(pconf, r->gc->store);
+    }
+    if (r->store) {
+        prepare_store(r, ptemp);
+    }
     if (r->gc->startup_timeout > 0) {
         startup_fetch(r, ptemp);
     }
     if (start_refresher(r, pconf) != APR_SUCCESS) {
-        return !OK;
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     for (i = 0; i < r->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);

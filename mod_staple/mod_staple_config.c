@@ -4,6 +4,7 @@
 #include <ap_provider.h>
 #include <http_core.h>
 
+#include "staple_ocsp.h"
 #include "mod_staple_config.h"
 #include "mod_staple_private.h"
 
@@ -176,6 +177,40 @@ static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_trusted(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    char err[512];
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (path == NULL || staple_load_pem_file(&c->trusted, path, cmd->pool, err,
+                                             sizeof(err)) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "StapleTrustedCertificate: %s; give a readable file of PEM "
+                            "certificates trusted to sign OCSP responses",
+                            path ? err : arg);
+    }
+    return NULL;
+}
+
+static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (!strcasecmp(arg, STAPLE_STORE_NONE)) {
+        c->store = STAPLE_STORE_NONE;
+        return NULL;
+    }
+    /* resolved against DefaultRuntimeDir in post_config, when its final
+     * value is known */
+    c->store = arg;
+    return NULL;
+}
+
 static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
 {
     staple_srv_conf_t *c = staple_srv_conf(cmd->server);
@@ -226,6 +261,12 @@ const command_rec staple_cmds[] = {
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
                   "SSLStaplingCache (default shmcb:staple(1048576))"),
+    AP_INIT_TAKE1("StapleStore", set_store, NULL, RSRC_CONF,
+                  "directory|none: where verified responses are kept across restarts "
+                  "(default: staple under DefaultRuntimeDir)"),
+    AP_INIT_TAKE1("StapleTrustedCertificate", set_trusted, NULL, RSRC_CONF,
+                  "PEM file of certificates trusted to sign OCSP responses besides "
+                  "each certificate's issuer"),
     AP_INIT_TAKE1("StapleRenewWindow", set_renew_window, NULL, RSRC_CONF,
                   "pct% or seconds of validity left when a response is renewed "
                   "(default 50%)"),

@@ -8,6 +8,8 @@
 #include <http_config.h>
 #include <ap_socache.h>
 
+#include <openssl/x509.h>
+
 #include "staple_timing.h"
 
 #define STAPLE_UNSET (-1)
@@ -22,6 +24,8 @@ typedef struct {
     const ap_socache_provider_t *cache_provider; /**< StapleCache provider */
     ap_socache_instance_t *cache_instance;       /**< created at parse time */
     const char *cache_spec;                      /**< as written, for logs */
+    const char *store;       /**< StapleStore as written, or NULL when unset */
+    STACK_OF(X509) *trusted; /**< StapleTrustedCertificate, or NULL */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;
     apr_interval_time_t time_skew;
@@ -50,6 +54,8 @@ void staple_conf_apply_defaults(staple_srv_conf_t *gc);
 /** The timing policy of the server-wide configuration. */
 void staple_conf_timing(const staple_srv_conf_t *gc, staple_timing_t *t);
 
+#define STAPLE_DEFAULT_STORE      "staple"
+#define STAPLE_STORE_NONE         "none"
 #define STAPLE_DEFAULT_CACHE_NAME "shmcb"
 #define STAPLE_DEFAULT_CACHE_ARGS "staple(1048576)"
 

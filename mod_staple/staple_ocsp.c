@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -208,6 +209,63 @@ apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *
     }
     /* The issuer is the trust anchor even when it is an intermediate CA. */
     X509_STORE_set_flags(c->store, X509_V_FLAG_PARTIAL_CHAIN);
+    return APR_SUCCESS;
+}
+
+apr_status_t staple_cert_add_trusted(staple_cert_t *c, STACK_OF(X509) *trusted)
+{
+    int i;
+
+    if (c->store == NULL) {
+        return APR_SUCCESS;
+    }
+    for (i = 0; i < sk_X509_num(trusted); i++) {
+        X509 *x = X509_dup(sk_X509_value(trusted, i));
+        /* Explicit trust for OCSP signing: OCSP_basic_verify accepts a signer
+         * whose chain ends at such an anchor even when it is not the
+         * certificate's issuer. */
+        if (x == NULL || !X509_add1_trust_object(x, OBJ_nid2obj(NID_OCSP_sign)) ||
+            !X509_STORE_add_cert(c->store, x)) {
+            X509_free(x);
+            return APR_ENOMEM;
+        }
+        X509_free(x);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t free_x509_stack(void *data)
+{
+    sk_X509_pop_free(data, X509_free);
+    return APR_SUCCESS;
+}
+
+apr_status_t staple_load_pem_file(STACK_OF(X509) **pcerts, const char *path,
+                                  apr_pool_t *p, char *err, apr_size_t errlen)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    STACK_OF(X509) *certs;
+    X509 *x;
+
+    *pcerts = NULL;
+    if (bio == NULL) {
+        apr_snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        ERR_clear_error();
+        return APR_ENOENT;
+    }
+    certs = sk_X509_new_null();
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        sk_X509_push(certs, x);
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    if (sk_X509_num(certs) == 0) {
+        sk_X509_free(certs);
+        apr_snprintf(err, errlen, "no PEM certificate in %s", path);
+        return APR_EINVAL;
+    }
+    apr_pool_cleanup_register(p, certs, free_x509_stack, apr_pool_cleanup_null);
+    *pcerts = certs;
     return APR_SUCCESS;
 }
 

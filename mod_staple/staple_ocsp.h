@@ -22,7 +22,7 @@ typedef struct staple_cert_t {
     X509 *issuer;                    /**< its issuer (NULL when self-signed) */
     OCSP_CERTID *certid;             /**< SHA-1 CertID, as sent in requests */
     X509_STORE *store;               /**< the issuer as sole trust anchor */
-    STACK_OF(X509) * signers;        /**< the issuer, for responses without certs */
+    STACK_OF(X509) *signers;         /**< the issuer, for responses without certs */
     unsigned char id[STAPLE_ID_LEN]; /**< SHA-1 of the certificate's DER */
     const char *id_hex;              /**< id in hex, for file names and logs */
     const char *subject;             /**< one-line subject for log lines */
@@ -48,6 +48,23 @@ typedef struct staple_cert_t {
  */
 apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *pem,
                               char *err, apr_size_t errlen);
+
+/**
+ * Also accept responses signed by these certificates, or by responders
+ * they issued (StapleTrustedCertificate): for responders outside the
+ * issuer's hierarchy. Call before the certificate is shared between threads.
+ * @param trusted certificates to trust for OCSP signing (copied)
+ * @return APR_SUCCESS, or APR_ENOMEM
+ */
+apr_status_t staple_cert_add_trusted(staple_cert_t *cert, STACK_OF(X509) *trusted);
+
+/**
+ * Read every certificate of a PEM file.
+ * @param ptrusted receives the certificates; freed by a cleanup of p
+ * @return APR_SUCCESS, or an error with a reason in err
+ */
+apr_status_t staple_load_pem_file(STACK_OF(X509) **pcerts, const char *path,
+                                  apr_pool_t *p, char *err, apr_size_t errlen);
 
 /** Outcome of checking a response. One counter per value in the statistics. */
 typedef enum {

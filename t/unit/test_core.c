@@ -384,6 +384,45 @@ static void test_reject_responder_of_other_ca(void)
     CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
 }
 
+static void test_trusted_certificate(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+    staple_cert_t *c;
+    STACK_OF(X509) *trusted = sk_X509_new_null();
+    char err[256];
+    apr_size_t len;
+    unsigned char *der;
+    char why[256];
+
+    /* a responder of another CA is accepted once that CA is trusted */
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert), err, sizeof(err)) ==
+          APR_SUCCESS);
+    sk_X509_push(trusted, other_root.cert);
+    CHECK(staple_cert_add_trusted(c, trusted) == APR_SUCCESS);
+    s.signer = &other_responder;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_OK);
+    /* ... and not by the certificates that do not trust it */
+    CHECK(staple_ocsp_check(leaf_sc, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    /* trusting another CA does not make an unrelated key acceptable */
+    s.signer = &stranger;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    /* a trusted responder certificate itself */
+    sk_X509_zero(trusted);
+    sk_X509_push(trusted, stranger.cert);
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert), err, sizeof(err)) ==
+          APR_SUCCESS);
+    CHECK(staple_cert_add_trusted(c, trusted) == APR_SUCCESS);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_OK);
+    sk_X509_free(trusted);
+}
+
 static void test_reject_issuer_signer_missing(void)
 {
     /* signed by the delegated responder but its certificate left out:
@@ -739,6 +778,7 @@ int main(void)
     run_case("reject: responder without OCSPSigning",
              test_reject_responder_without_ocspsigning);
     run_case("reject: responder of another CA", test_reject_responder_of_other_ca);
+    run_case("StapleTrustedCertificate anchors", test_trusted_certificate);
     run_case("reject: signer certificate missing", test_reject_issuer_signer_missing);
     run_case("reject: about another certificate", test_reject_other_certificate);
     run_case("time rules: skew, nextUpdate, max age", test_time_rules);
