@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "staple_entry.h"
+#include "staple_store.h"
 #include "staple_fetch.h"
 #include "staple_ocsp.h"
 #include "staple_timing.h"
@@ -620,6 +622,52 @@ static void test_entry_codec(void)
     CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) == APR_EINVAL);
 }
 
+static void test_store(void)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char *dir = apr_pstrcat(pool, tmpdir && *tmpdir ? tmpdir : "/tmp",
+                            "/staple-unit-XXXXXX", NULL);
+    unsigned char der[300], *back;
+    apr_size_t len;
+    apr_time_t mtime;
+    struct stat st;
+    char err[256];
+    const char *path;
+    FILE *f;
+
+    CHECK(mkdtemp(dir) != NULL);
+    memset(der, 0x30, sizeof(der));
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_ENOENT);
+    CHECK(staple_store_save(dir, "abc", der, sizeof(der), pool, err, sizeof(err)) ==
+          APR_SUCCESS);
+    path = staple_store_path(dir, "abc", pool);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_SUCCESS);
+    CHECK(len == sizeof(der) && !memcmp(back, der, len));
+    CHECK(mtime > apr_time_now() - apr_time_from_sec(60));
+    /* overwritten in place, no temporary file left */
+    der[0] = 0x31;
+    CHECK(staple_store_save(dir, "abc", der, 10, pool, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_SUCCESS);
+    CHECK(len == 10 && back[0] == 0x31);
+    /* a file too large for any response is refused unread */
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        static char big[STAPLE_MAX_RESPONSE_LEN + 1];
+        fwrite(big, 1, sizeof(big), f);
+        fclose(f);
+    }
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_ENOSPC);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    /* an unwritable place is an error with a reason, not a crash */
+    CHECK(staple_store_save("/nonexistent/dir", "abc", der, 10, pool, err, sizeof(err)) !=
+          APR_SUCCESS);
+    CHECK(strstr(err, "/nonexistent/dir") != NULL);
+    CHECK(rmdir(dir) == 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Tests: the fetcher against a local server                           */
 
@@ -788,6 +836,7 @@ int main(void)
     run_case("retry backoff", test_retry_due);
     run_case("GET encoding", test_get_url);
     run_case("cache entry codec", test_entry_codec);
+    run_case("store: atomic files, 0600, limits", test_store);
     run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
     run_case("fetch: unreachable, deadline", test_fetch_unreachable);
 
