@@ -90,6 +90,7 @@ typedef struct {
     apr_pool_t *pool;
     server_rec *s;
     apr_hash_t *by_id;
+    apr_hash_t *primed;        /* every id mod_ssl primed, claimed or not */
     apr_array_header_t *items; /* staple_item_t *, claimed ones only */
     staple_srv_conf_t *gc;
     staple_check_params_t check;
@@ -125,6 +126,7 @@ static staple_reg_t *reg_get(apr_pool_t *pconf)
         reg = apr_pcalloc(pconf, sizeof(*reg));
         reg->pool = pconf;
         reg->by_id = apr_hash_make(pconf);
+        reg->primed = apr_hash_make(pconf);
         reg->items = apr_array_make(pconf, 16, sizeof(staple_item_t *));
         apr_pool_cleanup_register(pconf, reg, reg_cleanup, apr_pool_cleanup_null);
     }
@@ -159,10 +161,14 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
     apr_status_t rv;
     char err[256];
 
-    if (sc->engine == 0 || id_len != STAPLE_ID_LEN) {
+    if (id_len != STAPLE_ID_LEN) {
         return DECLINED;
     }
     r = reg_get(p);
+    apr_hash_set(r->primed, apr_pmemdup(p, id, id_len), (apr_ssize_t)id_len, r);
+    if (sc->engine == 0) {
+        return DECLINED;
+    }
     it = apr_hash_get(r->by_id, id, (apr_ssize_t)id_len);
     if (it) {
         APR_ARRAY_PUSH(it->vhosts, const char *) = vhost_name(p, s);
@@ -219,6 +225,81 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
                      it->cert->must_staple ? ", Must-Staple" : "", it->url);
     }
     return OK;
+}
+
+/*
+ * mod_ssl primes only certificates whose issuer it found, so a self-signed
+ * certificate or one without its chain never reaches the prime hook. Look
+ * at every SSLCertificateFile of the configuration and say why those were
+ * left out, once each.
+ */
+static void report_unprimed_file(staple_reg_t *r, server_rec *s, const char *file,
+                                 apr_hash_t *seen, apr_pool_t *p)
+{
+    const char *path = ap_server_root_relative(p, file);
+    apr_file_t *fd;
+    apr_finfo_t fi;
+    apr_size_t len;
+    char *pem, err[256];
+    staple_cert_t *cert;
+    apr_status_t rv;
+
+    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
+        return;
+    }
+    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
+    if (apr_file_open(&fd, path, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
+        return; /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+    }
+    if (apr_file_info_get(&fi, APR_FINFO_SIZE, fd) != APR_SUCCESS || fi.size <= 0 ||
+        fi.size > 16 * 1024 * 1024) {
+        apr_file_close(fd);
+        return;
+    }
+    len = (apr_size_t)fi.size;
+    pem = apr_palloc(p, len + 1);
+    rv = apr_file_read_full(fd, pem, len, &len);
+    apr_file_close(fd);
+    if (rv != APR_SUCCESS) {
+        return;
+    }
+    pem[len] = '\0';
+    staple_cert_load(&cert, p, pem, err, sizeof(err));
+    if (cert == NULL || apr_hash_get(r->primed, cert->id, STAPLE_ID_LEN) ||
+        apr_hash_get(seen, cert->id_hex, APR_HASH_KEY_STRING)) {
+        return; /* primed (claimed or declined with a reason), or said already */
+    }
+    apr_hash_set(seen, cert->id_hex, APR_HASH_KEY_STRING, path);
+    if (cert->self_signed) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) in %s is self-signed: there is no "
+                     "responder to ask, not stapling it",
+                     cert->subject, cert->serial, path);
+    } else {
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            "certificate %s (serial %s) in %s cannot be stapled: mod_ssl did not "
+            "find its issuer; put the issuer certificate after it in "
+            "SSLCertificateFile (or in SSLCertificateChainFile)",
+            cert->subject, cert->serial, path);
+    }
+}
+
+static void report_unprimed(staple_reg_t *r, server_rec *s, ap_directive_t *d,
+                            apr_hash_t *seen, apr_pool_t *p)
+{
+    for (; d; d = d->next) {
+        if (!strcasecmp(d->directive, "SSLCertificateFile") && d->args) {
+            const char *args = d->args;
+            const char *file = ap_getword_conf(p, &args);
+            if (*file) {
+                report_unprimed_file(r, s, file, seen, p);
+            }
+        }
+        if (d->first_child) {
+            report_unprimed(r, s, d->first_child, seen, p);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -893,7 +974,9 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
-    if (r == NULL || r->pool != pconf || r->items->nelts == 0) {
+    r = reg_get(pconf);
+    report_unprimed(r, s, ap_conftree, apr_hash_make(ptemp), ptemp);
+    if (r->items->nelts == 0) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "no certificates to staple");
         return OK;
     }
