@@ -1,0 +1,143 @@
+# shellcheck shell=bash
+# scripts/lib.sh: shared by scripts/test and scripts/demo (sourced, not run).
+#
+# Provides:
+#   staple_top                 absolute path of the repository's top directory
+#   staple_ensure_packages     install missing Debian packages (root) or name them
+#   staple_build               autoreconf (when needed), ./configure, make
+#   staple_make_var NAME       a variable of the generated Makefile (APXS, HTTPD, ...)
+#   staple_free_ports N        N distinct free TCP ports, one per line
+#   staple_say / staple_die    messages prefixed with the script's name
+
+# Everything needed to build mod_staple and to run every test and the demo on
+# Debian 12 (bookworm) or a close derivative.
+STAPLE_DEB_PACKAGES=(
+    build-essential autoconf automake libtool pkg-config
+    apache2 apache2-dev apache2-ssl-dev libapache2-mod-perl2
+    libcurl4-openssl-dev libssl-dev openssl curl
+    libnet-ssleay-perl libio-socket-ssl-perl libhttp-daemon-perl
+    redis-server memcached
+)
+
+STAPLE_PROG=${STAPLE_PROG:-$(basename "$0")}
+
+staple_say()
+{
+    printf '%s: %s\n' "$STAPLE_PROG" "$*"
+}
+
+staple_die()
+{
+    printf '%s: error: %s\n' "$STAPLE_PROG" "$*" >&2
+    exit 1
+}
+
+staple_top()
+{
+    (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+}
+
+# Print the packages of STAPLE_DEB_PACKAGES that are not installed.
+staple_missing_packages()
+{
+    local pkg status
+    for pkg in "${STAPLE_DEB_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+        case $status in
+        ii*) ;;
+        *) printf '%s\n' "$pkg" ;;
+        esac
+    done
+}
+
+# staple_ensure_packages [--no-install]
+# As root, installs what is missing with apt-get; otherwise (or with
+# --no-install) names what is missing and returns 1. On a system without
+# dpkg it only warns: the build will tell what it lacks.
+staple_ensure_packages()
+{
+    local no_install=${1:-} missing policy_rc_d=/usr/sbin/policy-rc.d created_policy=
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        staple_say "no dpkg-query: not a Debian system, not checking packages" \
+            "(needed: ${STAPLE_DEB_PACKAGES[*]} or their equivalents)"
+        return 0
+    fi
+    mapfile -t missing < <(staple_missing_packages)
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    if [ "$no_install" = --no-install ] || [ "$(id -u)" -ne 0 ]; then
+        staple_say "missing Debian packages: ${missing[*]}"
+        staple_say "install them with: apt-get install --no-install-recommends ${missing[*]}"
+        return 1
+    fi
+    staple_say "installing missing Debian packages: ${missing[*]}"
+    # The packages are needed for their files, not their services: keep
+    # apache2, redis-server and memcached from being started by the
+    # installation (the tests start their own instances on free ports).
+    if [ ! -e "$policy_rc_d" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc_d" && chmod 755 "$policy_rc_d" &&
+            created_policy=yes
+    fi
+    local rc=0
+    apt-get update || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            "${missing[@]}" || rc=$?
+    fi
+    if [ -n "$created_policy" ]; then
+        rm -f "$policy_rc_d"
+    fi
+    if [ "$rc" -ne 0 ]; then
+        staple_say "apt-get failed (exit $rc)"
+        return 1
+    fi
+    mapfile -t missing < <(staple_missing_packages)
+    if [ "${#missing[@]}" -ne 0 ]; then
+        staple_say "still missing after apt-get: ${missing[*]}"
+        return 1
+    fi
+    return 0
+}
+
+# staple_build: in the repository's top directory, regenerate the build system
+# when configure is missing or older than its sources, run ./configure with
+# $STAPLE_CONFIGURE_ARGS and make. Returns non-zero on the first failure (it is
+# written to work inside `if`, where set -e does not apply).
+staple_build()
+{
+    local top
+    top=$(staple_top)
+    cd "$top" || return 1
+    if [ ! -x configure ] || [ configure.ac -nt configure ] ||
+        [ ! -f Makefile.in ] || [ Makefile.am -nt Makefile.in ]; then
+        staple_say "autoreconf -fi"
+        autoreconf -fi || return 1
+    fi
+    staple_say "./configure ${STAPLE_CONFIGURE_ARGS:-}"
+    # shellcheck disable=SC2086 # STAPLE_CONFIGURE_ARGS is a list of words
+    ./configure ${STAPLE_CONFIGURE_ARGS:-} || return 1
+    staple_say "make -j${STAPLE_JOBS:-2}"
+    make -j"${STAPLE_JOBS:-2}" || return 1
+}
+
+# staple_make_var NAME: the value of NAME in the generated Makefile.
+staple_make_var()
+{
+    sed -n "s|^$1 = *||p" "$(staple_top)/Makefile" | head -n 1
+}
+
+# staple_free_ports N: N distinct TCP ports that are free on every interface
+# right now (all are held open together while they are picked).
+staple_free_ports()
+{
+    perl -MIO::Socket::INET -e '
+        my @held;
+        for (1 .. $ARGV[0]) {
+            my $s = IO::Socket::INET->new(Listen => 1, Proto => "tcp",
+                                          LocalAddr => "0.0.0.0", LocalPort => 0)
+                or die "cannot bind a free port: $!\n";
+            push @held, $s;
+            print $s->sockport, "\n";
+        }' "${1:-1}"
+}
