@@ -55,12 +55,17 @@
  * often per certificate, unless the refresher announced a new response. */
 #define STAPLE_MISS_RECHECK apr_time_from_sec(1)
 
-/* Counters in shared memory, one slot per claimed certificate. */
+/* Shared memory, one slot per claimed certificate: counters, and the
+ * refresher's state, which passes from the startup fetch to the refresher
+ * and from one refresher process to the next. Fetch state is written by
+ * one process at a time (the startup child, then the watchdog singleton). */
 typedef struct {
     apr_uint32_t gen;       /* bumped after a new response is in the cache */
     apr_uint32_t stapled;   /* handshakes that got a staple */
     apr_uint32_t unstapled; /* handshakes that asked and got none */
     apr_uint32_t failures;  /* consecutive failed fetches */
+    apr_time_t due;         /* next fetch; 0: look at once */
+    apr_time_t valid_until; /* nextUpdate of the good response held; 0: none */
 } staple_slot_t;
 
 typedef struct {
@@ -80,10 +85,6 @@ typedef struct {
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
 
-    /* refresher state, used only by the process that fetches */
-    apr_time_t due;
-    int failures;
-    apr_time_t valid_until; /* nextUpdate of the good response in the cache */
 } staple_item_t;
 
 typedef struct {
@@ -481,18 +482,19 @@ static void record_failure(staple_reg_t *r, staple_item_t *it, apr_time_t now,
 {
     const char *left;
 
-    it->failures++;
-    apr_atomic_set32(&r->slots[it->index].failures, (apr_uint32_t)it->failures);
-    it->due = staple_retry_due(&r->timing, now, it->failures, jitter());
-    left = (it->valid_until > now)
+    staple_slot_t *sl = &r->slots[it->index];
+
+    sl->failures++;
+    sl->due = staple_retry_due(&r->timing, now, (int)sl->failures, jitter());
+    left = (sl->valid_until > now)
                ? apr_psprintf(p, "the cached response stays in use for %s",
-                              staple_fmt_duration(p, it->valid_until - now))
+                              staple_fmt_duration(p, sl->valid_until - now))
                : "no valid response to staple";
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
                  "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
                  it->cert->subject, it->cert->serial, it->url, what, left,
-                 staple_fmt_duration(p, it->due - now), it->failures);
-    if (it->cert->must_staple && it->valid_until <= now) {
+                 staple_fmt_duration(p, sl->due - now), (int)sl->failures);
+    if (it->cert->must_staple && sl->valid_until <= now) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, r->s,
                      "Must-Staple certificate %s (serial %s) has no valid OCSP response: "
                      "clients will refuse its handshakes",
@@ -507,6 +509,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_item_t *it = f->baton;
     apr_pool_t *p = rd->pool;
     apr_time_t now = apr_time_now();
+    staple_slot_t *sl = &r->slots[it->index];
     staple_resp_info_t info;
     staple_check_e rc;
     apr_status_t rv;
@@ -535,10 +538,9 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                      it->cert->subject, r->gc->cache_spec);
     }
     store_save(r, it, f->body, f->body_len, p);
-    it->failures = 0;
-    apr_atomic_set32(&r->slots[it->index].failures, 0);
-    it->valid_until = info.next_update;
-    it->due =
+    sl->failures = 0;
+    sl->valid_until = info.next_update;
+    sl->due =
         staple_refresh_due(&r->timing, now, info.this_update, info.next_update, jitter());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
                  "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
@@ -546,7 +548,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                  it->cert->subject, it->cert->serial, it->url,
                  staple_cert_status_name(info.cert_status), (double)f->duration / 1000.0,
                  f->method, staple_fmt_duration(p, info.next_update - now),
-                 staple_fmt_duration(p, it->due - now));
+                 staple_fmt_duration(p, sl->due - now));
     if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, r->s,
                      "certificate %s (serial %s) is REVOKED according to its OCSP "
@@ -675,6 +677,7 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     unsigned char *der;
     apr_size_t der_len;
     apr_time_t fetched_at, due;
+    staple_slot_t *sl = &r->slots[it->index];
     staple_resp_info_t info;
     char why[256];
     apr_status_t rv;
@@ -685,7 +688,7 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
                      "cached OCSP response for %s rejected, fetching a new one: %s",
                      it->cert->subject, why);
     }
-    if (rv != APR_SUCCESS && it->valid_until == 0) {
+    if (rv != APR_SUCCESS && sl->valid_until == 0) {
         /* nothing known yet in this process: the store may hold one */
         load_from_store(r, it, now, p);
         rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why),
@@ -695,13 +698,13 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
         return 0;
     }
     free(der);
-    it->valid_until = info.next_update;
+    sl->valid_until = info.next_update;
     due = staple_refresh_due(&r->timing, fetched_at, info.this_update, info.next_update,
                              jitter());
     if (due <= now) {
         return 0;
     }
-    it->due = due;
+    sl->due = due;
     return 1;
 }
 
@@ -718,7 +721,9 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
         staple_fetch_t *f;
 
-        if (it->due > now || (it->failures == 0 && adopt_cached(r, it, now, p))) {
+        staple_slot_t *sl = &r->slots[it->index];
+
+        if (sl->due > now || (sl->failures == 0 && adopt_cached(r, it, now, p))) {
             continue;
         }
         f = apr_pcalloc(p, sizeof(*f));
@@ -826,13 +831,8 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
 
     switch (state) {
     case AP_WATCHDOG_STATE_STARTING:
-        /* whatever process held this before us, start from the cache */
-        for (i = 0; i < r->items->nelts; i++) {
-            staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
-            it->due = 0;
-            it->failures = (int)apr_atomic_read32(&r->slots[i].failures);
-            it->valid_until = 0;
-        }
+        /* the schedule in shared memory carries over from the startup
+         * fetch or from the process that ran the refresher before */
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
                      "OCSP refresher started in process %ld", (long)getpid());
         break;
@@ -846,9 +846,8 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
         now = apr_time_now();
         next = now + apr_time_from_sec(3600);
         for (i = 0; i < r->items->nelts; i++) {
-            staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
-            if (it->due < next) {
-                next = it->due;
+            if (r->slots[i].due < next) {
+                next = r->slots[i].due;
             }
         }
         /* sleep until the earliest due time, no polling in between */

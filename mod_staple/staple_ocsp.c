@@ -184,7 +184,12 @@ apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *
     c->serial = serial_hex(p, c->x509);
     c->ocsp_url = first_ocsp_url(p, c->x509);
     c->must_staple = has_must_staple(c->x509);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    /* names, key identifiers and signature; key usage does not matter here */
+    c->self_signed = (X509_self_signed(c->x509, 1) == 1);
+#else
     c->self_signed = (X509_check_issued(c->x509, c->x509) == X509_V_OK);
+#endif
     staple_asn1_to_time(X509_get0_notAfter(c->x509), &c->not_after);
     ERR_clear_error();
     *pcert = c;
