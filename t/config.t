@@ -1,0 +1,91 @@
+# Configuration errors: every directive with a bad value makes `httpd -t`
+# fail with a message naming the directive and the accepted form; good values
+# and the example configuration pass.
+use strict;
+use warnings FATAL => 'all';
+
+use Apache::Test qw(-withtestmore);
+use Apache::TestConfig ();
+use File::Spec::Functions qw(catfile rel2abs);
+use File::Temp qw(tempdir);
+
+my $vars    = Apache::Test::vars();
+my $httpd   = $vars->{httpd};
+my $apxs    = $vars->{apxs} || 'apxs';
+my $top     = rel2abs(catfile($vars->{t_dir}, '..'));
+my $module  = catfile($top, 'mod_staple', '.libs', 'mod_staple.so');
+my $libexec = `"$apxs" -q LIBEXECDIR`;
+chomp $libexec;
+
+# [ directives, expected error pattern ] ; undef pattern: must pass
+my @cases = (
+    [ 'StapleEngine maybe', qr/StapleEngine/ ],
+    [ 'StapleCache nosuchcache', qr/StapleCache: 'nosuchcache' is not a loaded socache provider \(loaded: [^)]*shmcb/ ],
+    [ 'StapleCache shmcb:x(12)', qr/StapleCache: 'shmcb:x\(12\)'/ ],
+    [ "<VirtualHost 127.0.0.1:1>\nStapleCache shmcb\n</VirtualHost>", qr/StapleCache cannot occur within <VirtualHost> section/ ],
+    [ 'StapleForceURL ftp://ocsp.example.com/', qr/StapleForceURL: 'ftp:\/\/ocsp.example.com\/' is not an http:\/\/ or https:\/\/ URL/ ],
+    [ 'StapleForceURL not-a-url', qr/StapleForceURL: 'not-a-url' is not an http/ ],
+    [ 'StapleRenewWindow 150%', qr/StapleRenewWindow: '150%' is not a percentage from 1% to 99%/ ],
+    [ 'StapleRenewWindow soon', qr/StapleRenewWindow: 'soon' is not a valid number of seconds/ ],
+    (map { [ "$_ abc", qr/$_: 'abc' is not a valid number of seconds; use a whole number/ ] }
+         qw(StapleStartupTimeout StapleResponderTimeout StapleResponseTimeSkew
+            StapleResponseMaxAge StapleStandardCacheTimeout StapleRetryDelay
+            StapleErrorCacheTimeout)),
+    [ 'StapleResponderTimeout 0', qr/StapleResponderTimeout: '0' is not a valid number of seconds; use a whole number from 1/ ],
+    [ 'StapleResponseTimeSkew -5', qr/StapleResponseTimeSkew: '-5' is not a valid/ ],
+    [ 'StapleResponseMaxAge -2', qr/StapleResponseMaxAge: '-2' is not a valid.*of -1/ ],
+    [ "<VirtualHost 127.0.0.1:1>\nStapleStartupTimeout 3\n</VirtualHost>", qr/StapleStartupTimeout cannot occur within <VirtualHost> section/ ],
+    # good values
+    [ join("\n", 'StapleEngine off', 'StapleCache shmcb:staple-test(65536)',
+           'StapleForceURL http://ocsp.example.com/', 'StapleRenewWindow 3600',
+           'StapleStartupTimeout 0', 'StapleResponderTimeout 3',
+           'StapleResponseTimeSkew 0', 'StapleResponseMaxAge -1',
+           'StapleStandardCacheTimeout 600', 'StapleRetryDelay 5',
+           'StapleErrorCacheTimeout 60',
+           "<VirtualHost 127.0.0.1:1>\nStapleEngine on\nStapleForceURL https://o.example/x\n</VirtualHost>"), undef ],
+    [ 'StapleRenewWindow 33%', undef ],
+    [ 'StapleCache dbm:staple-test.db', undef ],
+    [ 'StapleCache memcache:127.0.0.1:11211', undef ],
+    [ 'StapleCache redis:127.0.0.1:6379', undef ],
+    [ 'Include ' . catfile($top, 'conf', 'staple.conf'), undef ],
+);
+
+plan tests => 2 * @cases;
+
+my $dir = tempdir(CLEANUP => 1);
+my $n = 0;
+for my $case (@cases) {
+    my ($directives, $expect) = @$case;
+    my $conf = catfile($dir, 'httpd' . $n++ . '.conf');
+    open my $fh, '>', $conf or die "$conf: $!";
+    print $fh <<"EOF";
+ServerRoot "$dir"
+DefaultRuntimeDir "$dir"
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+ServerName localhost
+Listen 127.0.0.1:1
+LoadModule mpm_event_module "$libexec/mod_mpm_event.so"
+LoadModule authz_core_module "$libexec/mod_authz_core.so"
+LoadModule socache_shmcb_module "$libexec/mod_socache_shmcb.so"
+LoadModule socache_dbm_module "$libexec/mod_socache_dbm.so"
+LoadModule socache_memcache_module "$libexec/mod_socache_memcache.so"
+LoadModule socache_redis_module "$libexec/mod_socache_redis.so"
+LoadModule ssl_module "$libexec/mod_ssl.so"
+LoadModule staple_module "$module"
+$directives
+EOF
+    close $fh;
+    my $out = `"$httpd" -t -f "$conf" 2>&1`;
+    my $rc = $? >> 8;
+    my $first = (split /\n/, $directives)[0];
+    if (defined $expect) {
+        isnt($rc, 0, "rejected: $first");
+        like($out, $expect, "message names the directive and the fix: $first")
+            or diag($out);
+    }
+    else {
+        is($rc, 0, "accepted: $first") or diag($out);
+        like($out, qr/Syntax OK/, "Syntax OK: $first");
+    }
+}

@@ -1,0 +1,230 @@
+package StapleTest;
+# Helpers for the mod_staple Apache::Test suites.
+#
+#   my $r = handshake($port, %opt);   # one full TLS handshake asking for a staple
+#   responder_count('good');          # OCSP requests the proxy got for /good/
+#   wait_until($seconds, sub { ... }) # bounded polling
+#   server_log_lines(qr/.../)         # error_log lines since the last server start
+#   server_children()                 # pids of the httpd parent's children
+use strict;
+use warnings;
+
+use Apache::Test ();
+use Exporter 'import';
+use File::Spec::Functions qw(catfile);
+use IO::Socket::INET ();
+use IO::Socket::SSL ();
+use Net::SSLeay ();
+use Time::HiRes qw(time sleep);
+
+our @EXPORT = qw(handshake responder_count responder_requests wait_until
+                 server_log_lines server_children pki_file vhost_port
+                 proxy_port proxy_mode);
+
+my %CERT_STATUS = (0 => 'good', 1 => 'revoked', 2 => 'unknown');
+
+sub vars { Apache::Test::vars(@_) }
+
+sub pki_file { catfile(vars('t_dir'), 'pki', $_[0]) }
+
+sub vhost_port {
+    my ($name) = @_;
+    my $port = vars()->{"${name}_port"}
+        or die "no port for vhost $name (is it in t/conf/extra.conf.in?)\n";
+    return $port;
+}
+
+sub proxy_port { vars()->{staple_proxy_port} }
+
+# handshake($port, %opt) -> hashref, never dies:
+#   ok           handshake completed (and certificate verified, unless verify=>0)
+#   stapled      the server sent a CertificateStatus
+#   der          the stapled response, DER
+#   resp_status  OCSP responseStatus as a string ("successful", "tryLater", ...)
+#   verified     the response's signature verifies against the chain and CA
+#   cert_status  good|revoked|unknown for the leaf's CertID (undef if absent)
+#   this_update, next_update, revocation_time   time_t
+#   elapsed      seconds for connect + handshake
+#   error        why ok is false, or what went wrong with the staple
+# Options:
+#   ca       trust anchor file (default t/pki/root.pem)
+#   verify   0 to skip certificate verification (default 1)
+#   staple   0 to not ask for a staple (default 1)
+#   timeout  seconds for connect + handshake (default 5)
+#   host     SNI and verification name (default localhost)
+sub handshake {
+    my ($port, %opt) = @_;
+    my $ca      = $opt{ca} // pki_file('root.pem');
+    my $verify  = $opt{verify} // 1;
+    my $staple  = $opt{staple} // 1;
+    my $timeout = $opt{timeout} // 5;
+    my $host    = $opt{host} // 'localhost';
+
+    my %r = (ok => 0, stapled => 0, verified => 0, error => undef);
+    my $cb = sub {
+        my ($sock, $resp) = @_;
+        eval { inspect_staple($sock, $resp, \%r); 1 }
+            or $r{error} = "staple inspection: $@";
+    };
+
+    my $t0 = time;
+    my $sock = eval {
+        IO::Socket::SSL->new(
+            PeerHost            => '127.0.0.1',
+            PeerPort            => $port,
+            Timeout             => $timeout,
+            SSL_hostname        => $host,
+            SSL_verifycn_name   => $host,
+            SSL_verifycn_scheme => 'http',
+            SSL_verify_mode     => $verify ? IO::Socket::SSL::SSL_VERIFY_PEER()
+                                           : IO::Socket::SSL::SSL_VERIFY_NONE(),
+            SSL_ca_file         => $ca,
+            # our callback decides; never let IO::Socket::SSL fail a
+            # handshake because of what the staple says
+            SSL_ocsp_mode       => $staple ? IO::Socket::SSL::SSL_OCSP_TRY_STAPLE()
+                                           : IO::Socket::SSL::SSL_OCSP_NO_STAPLE(),
+            SSL_ocsp_staple_callback => $cb,
+        );
+    };
+    $r{elapsed} = time - $t0;
+    if ($sock) {
+        $r{ok} = 1;
+        $r{protocol} = $sock->get_sslversion;
+        $sock->close(SSL_fast_shutdown => 1);
+    }
+    else {
+        my $err = $@ || $IO::Socket::SSL::SSL_ERROR || $! || 'unknown error';
+        $err =~ s/\s+$//;
+        $r{error} = "handshake failed: $err";
+    }
+    return \%r;
+}
+
+sub inspect_staple {
+    my ($sock, $resp, $r) = @_;
+    return unless $resp;
+    $r->{stapled} = 1;
+    $r->{der} = Net::SSLeay::i2d_OCSP_RESPONSE($resp);
+
+    my $status = Net::SSLeay::OCSP_response_status($resp);
+    $r->{resp_status} = Net::SSLeay::OCSP_response_status_str($status);
+    return unless $status == Net::SSLeay::OCSP_RESPONSE_STATUS_SUCCESSFUL();
+
+    my $ssl = $sock->_get_ssl_object;
+    $r->{verified} = eval { Net::SSLeay::OCSP_response_verify($ssl, $resp) } ? 1 : 0;
+    $r->{verify_error} = $@ || Net::SSLeay::ERR_error_string(Net::SSLeay::ERR_get_error())
+        unless $r->{verified};
+
+    my ($leaf) = $sock->peer_certificates;
+    my $id = eval { Net::SSLeay::OCSP_cert2ids($ssl, $leaf) };
+    unless ($id) {
+        $r->{error} = "no CertID for the leaf: $@";
+        return;
+    }
+    my ($res) = Net::SSLeay::OCSP_response_results($resp, $id);
+    unless ($res && $res->[2] && defined $res->[2]{statusType}) {
+        $r->{error} = 'no SingleResponse for the leaf'
+            . ($res && $res->[1] ? ": $res->[1]" : '');
+        return;
+    }
+    my $d = $res->[2];
+    $r->{cert_status}     = $CERT_STATUS{ $d->{statusType} } // $d->{statusType};
+    $r->{this_update}     = $d->{thisUpdate};
+    $r->{next_update}     = $d->{nextUpdate};
+    $r->{revocation_time} = $d->{revocationTime};
+    $r->{result_error}    = $res->[1];
+}
+
+# --- the OCSP proxy (t/bin/ocsp-proxy) ---------------------------------------
+
+sub proxy_log { catfile(vars('t_logs'), 'ocsp-proxy.log') }
+
+# Lines "<epoch.ms> NAME METHOD MODE" the proxy logged for NAME.
+sub responder_requests {
+    my ($name) = @_;
+    open my $fh, '<', proxy_log() or return;
+    my @lines;
+    while (<$fh>) {
+        my @f = split ' ';
+        push @lines, $_ if @f >= 3 && $f[1] eq $name;
+    }
+    close $fh;
+    return @lines;
+}
+
+sub responder_count { scalar(my @l = responder_requests($_[0])) }
+
+# Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.
+sub proxy_mode {
+    my ($name, $mode) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => proxy_port(),
+                                  Proto => 'tcp', Timeout => 2) or return 0;
+    print $s "GET /_mode/$name/$mode HTTP/1.0\r\n\r\n";
+    my $resp = '';
+    my $until = time + 2;
+    while (time < $until) {
+        my $rin = '';
+        vec($rin, fileno($s), 1) = 1;
+        last unless select($rin, undef, undef, $until - time);
+        last unless sysread $s, $resp, 1024, length $resp;
+    }
+    close $s;
+    return $resp =~ m{^HTTP/1\.\d 200};
+}
+
+# --- misc -----------------------------------------------------------------------
+
+# Poll $cond every $interval (default 0.05) seconds until it returns true or
+# $timeout seconds have passed; returns its last value.
+sub wait_until {
+    my ($timeout, $cond, $interval) = @_;
+    $interval ||= 0.05;
+    my $until = time + $timeout;
+    while (1) {
+        my $v = $cond->();
+        return $v if $v || time >= $until;
+        sleep $interval;
+    }
+}
+
+# error_log lines written since the last server start (t/TEST records the
+# log size before it starts httpd), optionally filtered by a regexp.
+sub server_log_lines {
+    my ($re) = @_;
+    my $log = catfile(vars('t_logs'), 'error_log');
+    my $offset = 0;
+    if (open my $fh, '<', catfile(vars('t_logs'), 'error_log.start')) {
+        my $v = <$fh>;
+        $offset = $1 if defined $v && $v =~ /^(\d+)/;
+    }
+    open my $fh, '<', $log or return;
+    $offset = 0 if $offset > -s $fh;    # log was rotated or cleaned
+    seek $fh, $offset, 0;
+    my @lines = <$fh>;
+    close $fh;
+    return $re ? grep { $_ =~ $re } @lines : @lines;
+}
+
+# pids whose parent is the httpd parent process (their number in scalar context)
+sub server_children {
+    my $pidfile = catfile(vars('t_logs'), 'httpd.pid');
+    open my $fh, '<', $pidfile or return;
+    my ($ppid) = (<$fh> // '') =~ /(\d+)/;
+    close $fh;
+    return unless $ppid;
+    my @kids;
+    opendir my $dh, '/proc' or return;
+    for my $pid (grep { /^\d+$/ } readdir $dh) {
+        open my $st, '<', "/proc/$pid/stat" or next;
+        my $line = <$st> // '';
+        close $st;
+        # pid (comm) state ppid ...; comm may contain spaces or parens
+        my ($parent) = $line =~ /\)\s+\S+\s+(\d+)/ or next;
+        push @kids, $pid if $parent == $ppid;
+    }
+    closedir $dh;
+    @kids = sort { $a <=> $b } @kids;
+    return wantarray ? @kids : scalar @kids;
+}
+
+1;
