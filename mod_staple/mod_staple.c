@@ -29,6 +29,7 @@
 #include <http_config.h>
 #include <http_core.h>
 #include <http_log.h>
+#include <http_main.h>
 #include <http_ssl.h>
 #include <ap_mpm.h>
 #include <ap_socache.h>
@@ -51,6 +52,10 @@
 #define STAPLE_USER_AGENT   "mod_staple/" STAPLE_VERSION
 #define STAPLE_MAX_PARALLEL 16
 
+/* Room in the node-local cache: responses are typically 0.5 to 3 KiB. */
+#define STAPLE_NODE_CACHE_SIZE(n)                                                        \
+    ((apr_size_t)(n)*8192 > 1048576 ? (apr_size_t)(n)*8192 : 1048576)
+
 /* Without a local copy, a process looks in the shared cache at most this
  * often per certificate, unless the refresher announced a new response. */
 #define STAPLE_MISS_RECHECK apr_time_from_sec(1)
@@ -66,6 +71,7 @@ typedef struct {
     apr_uint32_t failures;  /* consecutive failed fetches */
     apr_time_t due;         /* next fetch; 0: look at once */
     apr_time_t valid_until; /* nextUpdate of the good response held; 0: none */
+    apr_time_t fetched_at;  /* when the response in the caches was fetched */
 } staple_slot_t;
 
 typedef struct {
@@ -87,6 +93,16 @@ typedef struct {
 
 } staple_item_t;
 
+/* One socache instance with its provider and, when the provider needs one,
+ * its global mutex. */
+typedef struct {
+    const char *name; /* for log lines */
+    server_rec *s;
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *inst;
+    apr_global_mutex_t *mutex;
+} staple_cache_t;
+
 typedef struct {
     apr_pool_t *pool;
     server_rec *s;
@@ -96,9 +112,10 @@ typedef struct {
     staple_srv_conf_t *gc;
     staple_check_params_t check;
     staple_timing_t timing;
-    const ap_socache_provider_t *provider;
-    ap_socache_instance_t *cache;
-    apr_global_mutex_t *cache_mutex;
+    staple_cache_t shared; /* StapleCache: may be shared by a cluster */
+    staple_cache_t node;   /* node-local shmcb when StapleCache is remote */
+    staple_cache_t *local; /* what handshakes read: &shared or &node */
+    const char *node_id;   /* identifies this server in fetch leases */
     apr_shm_t *shm;
     staple_slot_t *slots;
     const char *store; /* StapleStore directory, NULL: none */
@@ -306,47 +323,93 @@ static void report_unprimed(staple_reg_t *r, server_rec *s, ap_directive_t *d,
 /* ------------------------------------------------------------------ */
 /* The shared cache                                                    */
 
-static void cache_lock(staple_reg_t *r)
+static void cache_lock(staple_cache_t *c)
 {
-    if (r->cache_mutex) {
-        apr_global_mutex_lock(r->cache_mutex);
+    if (c->mutex) {
+        apr_global_mutex_lock(c->mutex);
     }
 }
 
-static void cache_unlock(staple_reg_t *r)
+static void cache_unlock(staple_cache_t *c)
 {
-    if (r->cache_mutex) {
-        apr_global_mutex_unlock(r->cache_mutex);
+    if (c->mutex) {
+        apr_global_mutex_unlock(c->mutex);
     }
 }
 
-static apr_status_t cache_put(staple_reg_t *r, staple_item_t *it,
+static apr_status_t cache_child_init(staple_cache_t *c, apr_pool_t *p)
+{
+    if (c->mutex == NULL) {
+        return APR_SUCCESS;
+    }
+    return apr_global_mutex_child_init(&c->mutex, apr_global_mutex_lockfile(c->mutex), p);
+}
+
+static apr_status_t cache_store(staple_reg_t *r, staple_cache_t *c, const char *key,
+                                apr_time_t expiry, const unsigned char *data,
+                                apr_size_t len, apr_pool_t *p)
+{
+    apr_status_t rv;
+
+    cache_lock(c);
+    rv = c->provider->store(c->inst, r->s, (const unsigned char *)key,
+                            (unsigned int)strlen(key), expiry, (unsigned char *)data,
+                            (unsigned int)len, p);
+    cache_unlock(c);
+    return rv;
+}
+
+static apr_status_t cache_put(staple_reg_t *r, staple_cache_t *c, staple_item_t *it,
                               const unsigned char *der, apr_size_t der_len,
                               apr_time_t fetched_at, apr_time_t expiry, apr_pool_t *p)
 {
     unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
     apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
-    apr_status_t rv;
 
-    cache_lock(r);
-    rv = r->provider->store(r->cache, r->s, (const unsigned char *)it->key, it->key_len,
-                            expiry, buf, (unsigned int)len, p);
-    cache_unlock(r);
-    if (rv == APR_SUCCESS) {
-        /* announce the new response to every process */
-        apr_atomic_inc32(&r->slots[it->index].gen);
+    return cache_store(r, c, it->key, expiry, buf, len, p);
+}
+
+/*
+ * Make a verified response the one every process of this server staples:
+ * into StapleCache (shared with the cluster) and the node-local cache, then
+ * announce it. Returns the status of the StapleCache write.
+ */
+static apr_status_t publish(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
+                            apr_size_t der_len, apr_time_t fetched_at, apr_time_t expiry,
+                            int to_shared, apr_pool_t *p)
+{
+    apr_status_t rv = APR_SUCCESS, lrv;
+
+    if (to_shared) {
+        rv = cache_put(r, &r->shared, it, der, der_len, fetched_at, expiry, p);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, r->s,
+                         "cannot store the OCSP response for %s in StapleCache %s",
+                         it->cert->subject, r->shared.name);
+        }
     }
+    if (r->local != &r->shared || !to_shared) {
+        lrv = cache_put(r, r->local, it, der, der_len, fetched_at, expiry, p);
+        if (lrv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, lrv, r->s,
+                         "cannot store the OCSP response for %s in the %s",
+                         it->cert->subject, r->local->name);
+        }
+    }
+    r->slots[it->index].fetched_at = fetched_at;
+    /* announce the new response to every process */
+    apr_atomic_inc32(&r->slots[it->index].gen);
     return rv;
 }
 
 /*
- * Read the certificate's entry from the shared cache and verify it: what
- * comes from a shared cache may have been written by anyone.
+ * Read the certificate's entry from a cache and verify it: what comes from
+ * a shared cache may have been written by anyone.
  * Returns APR_SUCCESS with a malloc'ed DER, APR_NOTFOUND when there is no
  * entry, APR_EINVAL when the entry was rejected (why says why).
  */
-static apr_status_t cache_load(staple_reg_t *r, staple_item_t *it, apr_time_t now,
-                               unsigned char **pder, apr_size_t *pder_len,
+static apr_status_t cache_load(staple_reg_t *r, staple_cache_t *c, staple_item_t *it,
+                               apr_time_t now, unsigned char **pder, apr_size_t *pder_len,
                                apr_time_t *fetched_at, staple_resp_info_t *info,
                                char *why, apr_size_t whylen, apr_pool_t *p)
 {
@@ -362,10 +425,10 @@ static apr_status_t cache_load(staple_reg_t *r, staple_item_t *it, apr_time_t no
     if (buf == NULL) {
         return APR_ENOMEM;
     }
-    cache_lock(r);
-    rv = r->provider->retrieve(r->cache, r->s, (const unsigned char *)it->key,
-                               it->key_len, buf, &len, p);
-    cache_unlock(r);
+    cache_lock(c);
+    rv = c->provider->retrieve(c->inst, r->s, (const unsigned char *)it->key, it->key_len,
+                               buf, &len, p);
+    cache_unlock(c);
     if (rv != APR_SUCCESS) {
         free(buf);
         return APR_NOTFOUND;
@@ -390,6 +453,36 @@ static apr_status_t cache_load(staple_reg_t *r, staple_item_t *it, apr_time_t no
     return APR_SUCCESS;
 }
 
+/*
+ * In a cluster, one server fetches for all: before fetching, take a short
+ * lease in StapleCache. Returns 0 when another server holds it.
+ */
+static int take_lease(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_pool_t *p)
+{
+    const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
+    unsigned char holder[256];
+    unsigned int len = sizeof(holder) - 1;
+    staple_cache_t *c = &r->shared;
+    apr_status_t rv;
+
+    if (r->local == &r->shared) {
+        return 1; /* a cache of this server alone: nobody to share with */
+    }
+    cache_lock(c);
+    rv = c->provider->retrieve(c->inst, r->s, (const unsigned char *)key,
+                               (unsigned int)strlen(key), holder, &len, p);
+    cache_unlock(c);
+    if (rv == APR_SUCCESS) {
+        holder[len] = '\0';
+        if (strcmp((const char *)holder, r->node_id)) {
+            return 0;
+        }
+    }
+    cache_store(r, c, key, now + r->gc->responder_timeout + apr_time_from_sec(5),
+                (const unsigned char *)r->node_id, strlen(r->node_id), p);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Handshakes                                                          */
 
@@ -406,7 +499,8 @@ static void local_refresh(staple_reg_t *r, staple_item_t *it, server_rec *s,
 
     it->checked_at = now;
     it->gen_seen = gen;
-    rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why), p);
+    rv = cache_load(r, r->local, it, now, &der, &der_len, &fetched_at, &info, why,
+                    sizeof(why), p);
     if (rv == APR_SUCCESS) {
         free(it->der);
         it->der = der;
@@ -512,7 +606,6 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_slot_t *sl = &r->slots[it->index];
     staple_resp_info_t info;
     staple_check_e rc;
-    apr_status_t rv;
     char why[256];
 
     if (f->status != APR_SUCCESS) {
@@ -531,12 +624,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
             apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
         return;
     }
-    rv = cache_put(r, it, f->body, f->body_len, now, info.next_update, p);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, r->s,
-                     "cannot store the OCSP response for %s in StapleCache %s",
-                     it->cert->subject, r->gc->cache_spec);
-    }
+    publish(r, it, f->body, f->body_len, now, info.next_update, 1, p);
     store_save(r, it, f->body, f->body_len, p);
     sl->failures = 0;
     sl->valid_until = info.next_update;
@@ -658,7 +746,7 @@ static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
     if (mtime > now || mtime < info.this_update - r->check.time_skew) {
         mtime = info.this_update;
     }
-    if (cache_put(r, it, der, len, mtime, info.next_update, p) == APR_SUCCESS) {
+    if (publish(r, it, der, len, mtime, info.next_update, 1, p) == APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
                      "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
                      it->cert->subject, it->cert->serial,
@@ -682,20 +770,36 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     char why[256];
     apr_status_t rv;
 
-    rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why), p);
+    rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
+                    sizeof(why), p);
     if (rv == APR_EINVAL) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
-                     "cached OCSP response for %s rejected, fetching a new one: %s",
-                     it->cert->subject, why);
+                     "OCSP response for %s in StapleCache %s rejected, fetching a new "
+                     "one: %s",
+                     it->cert->subject, r->shared.name, why);
     }
     if (rv != APR_SUCCESS && sl->valid_until == 0) {
-        /* nothing known yet in this process: the store may hold one */
+        /* nothing known yet on this server: the store may hold one */
         load_from_store(r, it, now, p);
-        rv = cache_load(r, it, now, &der, &der_len, &fetched_at, &info, why, sizeof(why),
-                        p);
+        rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
+                        sizeof(why), p);
     }
     if (rv != APR_SUCCESS) {
         return 0;
+    }
+    if (fetched_at != sl->fetched_at) {
+        /* newer than what this server staples: another server of the
+         * cluster fetched it */
+        if (r->local != &r->shared) {
+            publish(r, it, der, der_len, fetched_at, info.next_update, 0, p);
+        } else {
+            sl->fetched_at = fetched_at;
+            apr_atomic_inc32(&sl->gen);
+        }
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
+                     "OCSP for %s: adopted the response fetched %s ago from %s",
+                     it->cert->subject, staple_fmt_duration(p, now - fetched_at),
+                     r->shared.name);
     }
     free(der);
     sl->valid_until = info.next_update;
@@ -724,6 +828,11 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
         staple_slot_t *sl = &r->slots[it->index];
 
         if (sl->due > now || (sl->failures == 0 && adopt_cached(r, it, now, p))) {
+            continue;
+        }
+        if (!take_lease(r, it, now, p)) {
+            /* another server is fetching it: adopt its result shortly */
+            sl->due = now + apr_time_from_sec(2);
             continue;
         }
         f = apr_pcalloc(p, sizeof(*f));
@@ -790,10 +899,8 @@ static void startup_fetch(staple_reg_t *r, apr_pool_t *ptemp)
         if (become_server_user(r->s) != 0) {
             _exit(1);
         }
-        if (r->cache_mutex &&
-            apr_global_mutex_child_init(&r->cache_mutex,
-                                        apr_global_mutex_lockfile(r->cache_mutex),
-                                        p) != APR_SUCCESS) {
+        if (cache_child_init(&r->shared, p) != APR_SUCCESS ||
+            (r->local != &r->shared && cache_child_init(r->local, p) != APR_SUCCESS)) {
             _exit(1);
         }
         fetch_due(r, apr_time_now(), deadline, p);
@@ -901,35 +1008,64 @@ static int staple_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 
 static apr_status_t cache_cleanup(void *data)
 {
-    staple_reg_t *r = data;
+    staple_cache_t *c = data;
 
-    if (r->cache) {
-        r->provider->destroy(r->cache, r->s);
-        r->cache = NULL;
+    if (c->inst) {
+        c->provider->destroy(c->inst, c->s);
+        c->inst = NULL;
     }
+    return APR_SUCCESS;
+}
+
+/* Create the mutex when the provider needs one and initialise the cache. */
+static apr_status_t cache_init(staple_reg_t *r, staple_cache_t *c, const char *mutex_id,
+                               apr_pool_t *pconf)
+{
+    struct ap_socache_hints hints = {0};
+    apr_status_t rv;
+
+    c->s = r->s;
+    if (c->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
+        rv = ap_global_mutex_create(&c->mutex, NULL, STAPLE_MUTEX_TYPE, mutex_id, r->s,
+                                    pconf, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s,
+                         "cannot create the mutex of %s", c->name);
+            return rv;
+        }
+    }
+    hints.avg_id_len = (apr_size_t)(sizeof(STAPLE_KEY_PREFIX) - 1 + 2 * STAPLE_ID_LEN);
+    hints.avg_obj_size = 1024;
+    hints.expiry_interval = 30;
+    rv = c->provider->init(c->inst, "mod_staple", &hints, r->s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s, "cannot initialise %s", c->name);
+        return rv;
+    }
+    apr_pool_cleanup_register(pconf, c, cache_cleanup, apr_pool_cleanup_null);
     return APR_SUCCESS;
 }
 
 static apr_status_t setup_cache(staple_reg_t *r, apr_pool_t *pconf)
 {
     staple_srv_conf_t *gc = r->gc;
-    struct ap_socache_hints hints = {0};
+    const ap_socache_provider_t *shmcb =
+        ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, STAPLE_DEFAULT_CACHE_NAME,
+                           AP_SOCACHE_PROVIDER_VERSION);
     const char *err;
+    char host[APRMAXHOSTLEN + 1];
     apr_status_t rv;
 
     if (gc->cache_provider == NULL) {
-        gc->cache_provider =
-            ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, STAPLE_DEFAULT_CACHE_NAME,
-                               AP_SOCACHE_PROVIDER_VERSION);
-        if (gc->cache_provider == NULL) {
+        if (shmcb == NULL) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, r->s,
                          "StapleCache is not set and its default, shmcb, is not loaded: "
                          "LoadModule socache_shmcb_module modules/mod_socache_shmcb.so "
                          "or set StapleCache to a loaded provider");
             return APR_EGENERAL;
         }
-        err = gc->cache_provider->create(&gc->cache_instance, STAPLE_DEFAULT_CACHE_ARGS,
-                                         pconf, pconf);
+        gc->cache_provider = shmcb;
+        err = shmcb->create(&gc->cache_instance, STAPLE_DEFAULT_CACHE_ARGS, pconf, pconf);
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, r->s,
                          "cannot create the default StapleCache: %s", err);
@@ -937,27 +1073,45 @@ static apr_status_t setup_cache(staple_reg_t *r, apr_pool_t *pconf)
         }
         gc->cache_spec = STAPLE_DEFAULT_CACHE_NAME ":" STAPLE_DEFAULT_CACHE_ARGS;
     }
-    r->provider = gc->cache_provider;
-    r->cache = gc->cache_instance;
-    if (r->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
-        rv = ap_global_mutex_create(&r->cache_mutex, NULL, STAPLE_MUTEX_TYPE, NULL, r->s,
-                                    pconf, 0);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s,
-                         "cannot create the StapleCache mutex");
-            return rv;
-        }
-    }
-    hints.avg_id_len = (apr_size_t)(sizeof(STAPLE_KEY_PREFIX) - 1 + 2 * STAPLE_ID_LEN);
-    hints.avg_obj_size = 1024;
-    hints.expiry_interval = 30;
-    rv = r->provider->init(r->cache, "mod_staple", &hints, r->s, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, r->s,
-                     "cannot initialise StapleCache %s", gc->cache_spec);
+    r->shared.name = apr_pstrcat(pconf, "StapleCache ", gc->cache_spec, NULL);
+    r->shared.provider = gc->cache_provider;
+    r->shared.inst = gc->cache_instance;
+    if ((rv = cache_init(r, &r->shared, "shared", pconf)) != APR_SUCCESS) {
         return rv;
     }
-    apr_pool_cleanup_register(pconf, r, cache_cleanup, apr_pool_cleanup_null);
+    r->local = &r->shared;
+    if (apr_gethostname(host, sizeof(host), pconf) != APR_SUCCESS) {
+        apr_cpystrn(host, "localhost", sizeof(host));
+    }
+    r->node_id = apr_pstrcat(pconf, host, ":", ap_server_root, NULL);
+    if (r->shared.provider == shmcb) {
+        return APR_SUCCESS;
+    }
+    /* StapleCache may be on the network (memcache, redis) or on disk (dbm):
+     * handshakes read a node-local shared memory copy instead, which the
+     * background fetches keep up to date. */
+    if (shmcb == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                     "mod_socache_shmcb is not loaded: handshakes will read %s directly "
+                     "and may wait on it; load mod_socache_shmcb to avoid that",
+                     r->shared.name);
+        return APR_SUCCESS;
+    }
+    r->node.name = "node-local shmcb cache";
+    r->node.provider = shmcb;
+    err = shmcb->create(&r->node.inst,
+                        apr_psprintf(pconf, "staple-node(%" APR_SIZE_T_FMT ")",
+                                     STAPLE_NODE_CACHE_SIZE(r->items->nelts)),
+                        pconf, pconf);
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, r->s,
+                     "cannot create the node-local shmcb cache: %s", err);
+        return APR_EGENERAL;
+    }
+    if ((rv = cache_init(r, &r->node, "node", pconf)) != APR_SUCCESS) {
+        return rv;
+    }
+    r->local = &r->node;
     return APR_SUCCESS;
 }
 
@@ -1025,8 +1179,9 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
                      it->cert->subject, apr_array_pstrcat(ptemp, it->vhosts, ','));
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 "mod_staple %s: stapling %d certificate(s), cache %s", STAPLE_VERSION,
-                 r->items->nelts, r->gc->cache_spec);
+                 "mod_staple %s: stapling %d certificate(s), %s%s", STAPLE_VERSION,
+                 r->items->nelts, r->shared.name,
+                 r->local != &r->shared ? " (handshakes read a node-local copy)" : "");
     r->active = 1;
     return OK;
 }
@@ -1040,16 +1195,16 @@ static void staple_child_init(apr_pool_t *pchild, server_rec *s)
     if (r == NULL || !r->active) {
         return;
     }
-    if (r->cache_mutex) {
-        rv = apr_global_mutex_child_init(
-            &r->cache_mutex, apr_global_mutex_lockfile(r->cache_mutex), pchild);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                         "cannot attach to the StapleCache mutex: no stapling in this "
-                         "process");
-            r->active = 0;
-            return;
-        }
+    rv = cache_child_init(&r->shared, pchild);
+    if (rv == APR_SUCCESS && r->local != &r->shared) {
+        rv = cache_child_init(r->local, pchild);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "cannot attach to the StapleCache mutex: no stapling in this "
+                     "process");
+        r->active = 0;
+        return;
     }
     for (i = 0; i < r->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);

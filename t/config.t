@@ -36,7 +36,7 @@ my @cases = (
     [ 'StapleResponseMaxAge -2', qr/StapleResponseMaxAge: '-2' is not a valid.*of -1/ ],
     [ "<VirtualHost 127.0.0.1:1>\nStapleStartupTimeout 3\n</VirtualHost>", qr/StapleStartupTimeout cannot occur within <VirtualHost> section/ ],
     [ 'StapleTrustedCertificate /nonexistent/anchors.pem', qr{StapleTrustedCertificate: cannot read /nonexistent/anchors.pem: No such file or directory; give a readable file of PEM certificates} ],
-    [ "StapleTrustedCertificate $0", qr{StapleTrustedCertificate: no PEM certificate in \S+config.t} ],
+    [ "StapleTrustedCertificate " . rel2abs($0), qr{StapleTrustedCertificate: no PEM certificate in \S+config.t} ],
     [ "<VirtualHost 127.0.0.1:1>\nStapleStore none\n</VirtualHost>", qr/StapleStore cannot occur within <VirtualHost> section/ ],
     # good values
     [ join("\n", 'StapleEngine off', 'StapleCache shmcb:staple-test(65536)',
