@@ -23,6 +23,8 @@
 #include <apr_hash.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
+#include <apr_date.h>
+#include <apr_thread_proc.h>
 #include <apr_thread_mutex.h>
 
 #include <httpd.h>
@@ -60,71 +62,8 @@
  * often per certificate, unless the refresher announced a new response. */
 #define STAPLE_MISS_RECHECK apr_time_from_sec(1)
 
-/* Shared memory, one slot per claimed certificate: counters, and the
- * refresher's state, which passes from the startup fetch to the refresher
- * and from one refresher process to the next. Fetch state is written by
- * one process at a time (the startup child, then the watchdog singleton). */
-typedef struct {
-    apr_uint32_t gen;       /* bumped after a new response is in the cache */
-    apr_uint32_t stapled;   /* handshakes that got a staple */
-    apr_uint32_t unstapled; /* handshakes that asked and got none */
-    apr_uint32_t failures;  /* consecutive failed fetches */
-    apr_time_t due;         /* next fetch; 0: look at once */
-    apr_time_t valid_until; /* nextUpdate of the good response held; 0: none */
-    apr_time_t fetched_at;  /* when the response in the caches was fetched */
-} staple_slot_t;
-
-typedef struct {
-    staple_cert_t *cert;
-    const char *url; /* responder URL in use */
-    const char *key; /* socache key */
-    unsigned int key_len;
-    apr_array_header_t *vhosts; /* const char *: servers using it */
-    int claimed;
-    int index; /* slot index when claimed */
-
-    /* this process's copy of the response, guarded by mutex */
-    apr_thread_mutex_t *mutex;
-    unsigned char *der; /* malloc'ed */
-    apr_size_t der_len;
-    apr_time_t next_update;
-    apr_uint32_t gen_seen;
-    apr_time_t checked_at;
-
-} staple_item_t;
-
-/* One socache instance with its provider and, when the provider needs one,
- * its global mutex. */
-typedef struct {
-    const char *name; /* for log lines */
-    server_rec *s;
-    const ap_socache_provider_t *provider;
-    ap_socache_instance_t *inst;
-    apr_global_mutex_t *mutex;
-} staple_cache_t;
-
-typedef struct {
-    apr_pool_t *pool;
-    server_rec *s;
-    apr_hash_t *by_id;
-    apr_hash_t *primed;        /* every id mod_ssl primed, claimed or not */
-    apr_array_header_t *items; /* staple_item_t *, claimed ones only */
-    staple_srv_conf_t *gc;
-    staple_check_params_t check;
-    staple_timing_t timing;
-    staple_cache_t shared; /* StapleCache: may be shared by a cluster */
-    staple_cache_t node;   /* node-local shmcb when StapleCache is remote */
-    staple_cache_t *local; /* what handshakes read: &shared or &node */
-    const char *node_id;   /* identifies this server in fetch leases */
-    apr_shm_t *shm;
-    staple_slot_t *slots;
-    const char *store; /* StapleStore directory, NULL: none */
-    ap_watchdog_t *watchdog;
-    int active;
-} staple_reg_t;
-
 /* The registry of the configuration being run; reset when pconf is. */
-static staple_reg_t *reg;
+staple_reg_t *staple_reg;
 
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) * wd_get_instance;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) * wd_register_callback;
@@ -132,23 +71,23 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_set_callback_interval) * wd_set_interval
 
 static apr_status_t reg_cleanup(void *data)
 {
-    if (reg == data) {
-        reg = NULL;
+    if (staple_reg == data) {
+        staple_reg = NULL;
     }
     return APR_SUCCESS;
 }
 
 static staple_reg_t *reg_get(apr_pool_t *pconf)
 {
-    if (reg == NULL || reg->pool != pconf) {
-        reg = apr_pcalloc(pconf, sizeof(*reg));
-        reg->pool = pconf;
-        reg->by_id = apr_hash_make(pconf);
-        reg->primed = apr_hash_make(pconf);
-        reg->items = apr_array_make(pconf, 16, sizeof(staple_item_t *));
-        apr_pool_cleanup_register(pconf, reg, reg_cleanup, apr_pool_cleanup_null);
+    if (staple_reg == NULL || staple_reg->pool != pconf) {
+        staple_reg = apr_pcalloc(pconf, sizeof(*staple_reg));
+        staple_reg->pool = pconf;
+        staple_reg->by_id = apr_hash_make(pconf);
+        staple_reg->primed = apr_hash_make(pconf);
+        staple_reg->items = apr_array_make(pconf, 16, sizeof(staple_item_t *));
+        apr_pool_cleanup_register(pconf, staple_reg, reg_cleanup, apr_pool_cleanup_null);
     }
-    return reg;
+    return staple_reg;
 }
 
 static double jitter(void)
@@ -375,9 +314,11 @@ static apr_status_t cache_put(staple_reg_t *r, staple_cache_t *c, staple_item_t 
  * announce it. Returns the status of the StapleCache write.
  */
 static apr_status_t publish(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
-                            apr_size_t der_len, apr_time_t fetched_at, apr_time_t expiry,
-                            int to_shared, apr_pool_t *p)
+                            apr_size_t der_len, apr_time_t fetched_at,
+                            const staple_resp_info_t *info, int to_shared, apr_pool_t *p)
 {
+    staple_slot_t *sl = &r->slots[it->index];
+    apr_time_t expiry = info->next_update;
     apr_status_t rv = APR_SUCCESS, lrv;
 
     if (to_shared) {
@@ -396,9 +337,12 @@ static apr_status_t publish(staple_reg_t *r, staple_item_t *it, const unsigned c
                          it->cert->subject, r->local->name);
         }
     }
-    r->slots[it->index].fetched_at = fetched_at;
+    sl->fetched_at = fetched_at;
+    sl->this_update = info->this_update;
+    sl->valid_until = info->next_update;
+    sl->cert_status = info->cert_status;
     /* announce the new response to every process */
-    apr_atomic_inc32(&r->slots[it->index].gen);
+    apr_atomic_inc32(&sl->gen);
     return rv;
 }
 
@@ -520,7 +464,7 @@ static void local_refresh(staple_reg_t *r, staple_item_t *it, server_rec *s,
 static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_t id_len,
                            ap_ssl_ocsp_copy_resp *cb, void *userdata)
 {
-    staple_reg_t *r = reg;
+    staple_reg_t *r = staple_reg;
     staple_item_t *it;
     staple_slot_t *slot;
     apr_time_t now;
@@ -571,15 +515,31 @@ typedef struct {
 static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
                        apr_size_t len, apr_pool_t *p);
 
+static void count_outcome(staple_reg_t *r, int outcome, apr_interval_time_t duration)
+{
+    apr_interval_time_t ms = apr_time_as_msec(duration);
+    int b = 0;
+
+    apr_atomic_inc32(&r->stats->outcomes[outcome]);
+    while (b < STAPLE_HIST_BUCKETS - 1 && ms > staple_hist_bounds_ms[b]) {
+        b++;
+    }
+    apr_atomic_inc32(&r->stats->duration_hist[b]);
+    /* one writer at a time: the startup child, then the refresher */
+    r->stats->duration_sum_us += (apr_uint64_t)duration;
+}
+
 static void record_failure(staple_reg_t *r, staple_item_t *it, apr_time_t now,
                            const char *what, apr_pool_t *p)
 {
-    const char *left;
-
     staple_slot_t *sl = &r->slots[it->index];
+    const char *left;
 
     sl->failures++;
     sl->due = staple_retry_due(&r->timing, now, (int)sl->failures, jitter());
+    apr_cpystrn(sl->last_error, what, sizeof(sl->last_error));
+    sl->last_error_at = now;
+    sl->events_pending |= 1u << STAPLE_EVENT_ERRORED;
     left = (sl->valid_until > now)
                ? apr_psprintf(p, "the cached response stays in use for %s",
                               staple_fmt_duration(p, sl->valid_until - now))
@@ -588,7 +548,13 @@ static void record_failure(staple_reg_t *r, staple_item_t *it, apr_time_t now,
                  "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
                  it->cert->subject, it->cert->serial, it->url, what, left,
                  staple_fmt_duration(p, sl->due - now), (int)sl->failures);
+    if (sl->valid_until > now &&
+        (sl->valid_until - now) * 10 < sl->valid_until - sl->this_update) {
+        /* in the last 10 % of its life and the renewal failed */
+        sl->events_pending |= 1u << STAPLE_EVENT_EXPIRING;
+    }
     if (it->cert->must_staple && sl->valid_until <= now) {
+        sl->events_pending |= 1u << STAPLE_EVENT_MISSING;
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, r->s,
                      "Must-Staple certificate %s (serial %s) has no valid OCSP response: "
                      "clients will refuse its handshakes",
@@ -608,7 +574,10 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_check_e rc;
     char why[256];
 
+    sl->last_attempt = now - f->duration;
+    sl->last_duration = f->duration;
     if (f->status != APR_SUCCESS) {
+        count_outcome(r, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
         record_failure(r, it, now,
                        apr_psprintf(p, "fetch failed after %.1f ms (%s): %s",
                                     (double)f->duration / 1000.0,
@@ -618,16 +587,19 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
     rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &r->check, &info, why,
                            sizeof(why));
+    count_outcome(r, (int)rc, f->duration);
     if (rc != STAPLE_CHECK_OK) {
         record_failure(
             r, it, now,
             apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
         return;
     }
-    publish(r, it, f->body, f->body_len, now, info.next_update, 1, p);
+    publish(r, it, f->body, f->body_len, now, &info, 1, p);
     store_save(r, it, f->body, f->body_len, p);
     sl->failures = 0;
-    sl->valid_until = info.next_update;
+    sl->events_pending |=
+        1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
+                                                             : STAPLE_EVENT_RENEWED);
     sl->due =
         staple_refresh_due(&r->timing, now, info.this_update, info.next_update, jitter());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
@@ -746,7 +718,7 @@ static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
     if (mtime > now || mtime < info.this_update - r->check.time_skew) {
         mtime = info.this_update;
     }
-    if (publish(r, it, der, len, mtime, info.next_update, 1, p) == APR_SUCCESS) {
+    if (publish(r, it, der, len, mtime, &info, 1, p) == APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
                      "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
                      it->cert->subject, it->cert->serial,
@@ -791,9 +763,11 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
         /* newer than what this server staples: another server of the
          * cluster fetched it */
         if (r->local != &r->shared) {
-            publish(r, it, der, der_len, fetched_at, info.next_update, 0, p);
+            publish(r, it, der, der_len, fetched_at, &info, 0, p);
         } else {
             sl->fetched_at = fetched_at;
+            sl->this_update = info.this_update;
+            sl->cert_status = info.cert_status;
             apr_atomic_inc32(&sl->gen);
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
@@ -848,6 +822,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
     opts.timeout = r->gc->responder_timeout;
     opts.max_parallel = STAPLE_MAX_PARALLEL;
     opts.user_agent = STAPLE_USER_AGENT;
+    opts.proxy = r->gc->proxy;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s, "fetching %d OCSP response(s)",
                  fetches->nelts);
     staple_fetch_run(fetches, &opts, deadline, on_fetched, &rd, p);
@@ -927,6 +902,167 @@ static void startup_fetch(staple_reg_t *r, apr_pool_t *ptemp)
 }
 
 /* ------------------------------------------------------------------ */
+/* StapleEventCmd                                                      */
+
+/* At most one run per certificate and event in this interval. */
+#define STAPLE_EVENT_INTERVAL apr_time_from_sec(600)
+/* A program still running after this long is killed. */
+#define STAPLE_EVENT_TIMEOUT apr_time_from_sec(60)
+
+typedef struct {
+    apr_pool_t *pool;
+    apr_proc_t proc;
+    apr_time_t started;
+    const char *what;
+} event_proc_t;
+
+static const char *const event_names[STAPLE_EVENT_COUNT] = {
+    "renewed", "errored", "revoked", "missing", "expiring",
+};
+
+const char *staple_event_name(staple_event_e ev)
+{
+    return (ev >= 0 && ev < STAPLE_EVENT_COUNT) ? event_names[ev] : "invalid";
+}
+
+const apr_interval_time_t staple_hist_bounds_ms[STAPLE_HIST_BUCKETS - 1] = {
+    10, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+};
+
+const char *staple_outcome_name(int outcome)
+{
+    return outcome == STAPLE_OUTCOME_FETCH_ERROR
+               ? "fetch-error"
+               : staple_check_name((staple_check_e)outcome);
+}
+
+static const char *event_detail(staple_slot_t *sl, staple_event_e ev, apr_time_t now,
+                                apr_pool_t *p)
+{
+    char date[APR_RFC822_DATE_LEN];
+
+    apr_rfc822_date(date, sl->valid_until);
+    switch (ev) {
+    case STAPLE_EVENT_RENEWED:
+        return apr_psprintf(p, "good until %s", date);
+    case STAPLE_EVENT_REVOKED:
+        return apr_psprintf(p, "revoked; response valid until %s", date);
+    case STAPLE_EVENT_EXPIRING:
+        return apr_psprintf(p, "response valid for %s only; last fetch failed: %s",
+                            staple_fmt_duration(p, sl->valid_until - now),
+                            sl->last_error);
+    case STAPLE_EVENT_MISSING:
+        return apr_psprintf(p, "Must-Staple certificate without a valid response: %s",
+                            sl->last_error);
+    default:
+        return apr_pstrdup(p, sl->last_error);
+    }
+}
+
+static void reap_events(staple_reg_t *r, apr_time_t now)
+{
+    int i;
+
+    for (i = 0; i < r->event_procs->nelts; i++) {
+        event_proc_t *ep = APR_ARRAY_IDX(r->event_procs, i, event_proc_t *);
+        apr_exit_why_e why;
+        int code;
+
+        if (apr_proc_wait(&ep->proc, &code, &why, APR_NOWAIT) != APR_CHILD_DONE) {
+            if (now - ep->started < STAPLE_EVENT_TIMEOUT) {
+                continue;
+            }
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
+                         "StapleEventCmd %s still runs after %s: killed", ep->what,
+                         staple_fmt_duration(ep->pool, now - ep->started));
+            apr_proc_kill(&ep->proc, SIGKILL);
+            apr_proc_wait(&ep->proc, &code, &why, APR_WAIT);
+        } else {
+            ap_log_error(APLOG_MARK,
+                         (why == APR_PROC_EXIT && code == 0) ? APLOG_INFO : APLOG_WARNING,
+                         0, r->s, "StapleEventCmd %s %s %d", ep->what,
+                         why == APR_PROC_EXIT ? "exited with status" : "died of signal",
+                         code);
+        }
+        apr_pool_destroy(ep->pool);
+        /* move the last one here */
+        APR_ARRAY_IDX(r->event_procs, i, event_proc_t *) =
+            APR_ARRAY_IDX(r->event_procs, r->event_procs->nelts - 1, event_proc_t *);
+        r->event_procs->nelts--;
+        i--;
+    }
+}
+
+static void run_event(staple_reg_t *r, staple_item_t *it, staple_event_e ev,
+                      const char *detail)
+{
+    apr_array_header_t *cmd = r->gc->event_cmd;
+    event_proc_t *ep;
+    apr_procattr_t *attr;
+    const char **argv;
+    apr_pool_t *p;
+    apr_status_t rv;
+    int i;
+
+    apr_pool_create(&p, r->pool);
+    apr_pool_tag(p, "staple_event");
+    ep = apr_pcalloc(p, sizeof(*ep));
+    ep->pool = p;
+    ep->started = apr_time_now();
+    ep->what = apr_psprintf(p, "%s for %s", staple_event_name(ev), it->cert->subject);
+    argv = apr_pcalloc(p, sizeof(char *) * (apr_size_t)(cmd->nelts + 5));
+    for (i = 0; i < cmd->nelts; i++) {
+        argv[i] = APR_ARRAY_IDX(cmd, i, const char *);
+    }
+    argv[i++] = staple_event_name(ev);
+    argv[i++] = it->cert->id_hex;
+    argv[i++] = it->cert->subject;
+    argv[i++] = detail;
+    argv[i] = NULL;
+    if ((rv = apr_procattr_create(&attr, p)) != APR_SUCCESS ||
+        (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM)) != APR_SUCCESS ||
+        (rv = apr_procattr_error_check_set(attr, 1)) != APR_SUCCESS ||
+        (rv = apr_proc_create(&ep->proc, argv[0], argv, NULL, attr, p)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, r->s,
+                     "StapleEventCmd %s: cannot run %s", ep->what, argv[0]);
+        apr_pool_destroy(p);
+        return;
+    }
+    APR_ARRAY_PUSH(r->event_procs, event_proc_t *) = ep;
+}
+
+/* Run what the fetches of this round left pending; never from a handshake. */
+static void run_events(staple_reg_t *r, apr_time_t now, apr_pool_t *p)
+{
+    int i, ev;
+
+    if (r->event_procs == NULL) {
+        r->event_procs = apr_array_make(r->pool, 4, sizeof(event_proc_t *));
+    }
+    reap_events(r, now);
+    for (i = 0; i < r->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+        staple_slot_t *sl = &r->slots[i];
+        apr_uint32_t pending = sl->events_pending;
+
+        sl->events_pending = 0;
+        for (ev = 0; r->gc->event_cmd && ev < STAPLE_EVENT_COUNT; ev++) {
+            if (!(pending & (1u << ev))) {
+                continue;
+            }
+            if (sl->event_at[ev] && now - sl->event_at[ev] < STAPLE_EVENT_INTERVAL) {
+                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
+                             "StapleEventCmd %s for %s: rate-limited",
+                             staple_event_name(ev), it->cert->subject);
+                continue;
+            }
+            sl->event_at[ev] = now;
+            run_event(r, it, (staple_event_e)ev, event_detail(sl, ev, now, p));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* The refresher: a watchdog singleton                                 */
 
 static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
@@ -948,6 +1084,7 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
         apr_pool_create(&p, wpool);
         apr_pool_tag(p, "staple_refresher");
         fetch_due(r, now, now + r->gc->responder_timeout + apr_time_from_sec(1), p);
+        run_events(r, apr_time_now(), p);
         apr_pool_destroy(p);
 
         now = apr_time_now();
@@ -956,6 +1093,9 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
             if (r->slots[i].due < next) {
                 next = r->slots[i].due;
             }
+        }
+        if (r->event_procs->nelts > 0 && next > now + apr_time_from_sec(1)) {
+            next = now + apr_time_from_sec(1); /* to collect the exit status */
         }
         /* sleep until the earliest due time, no polling in between */
         wd_set_interval(r->watchdog,
@@ -1118,7 +1258,7 @@ static apr_status_t setup_cache(staple_reg_t *r, apr_pool_t *pconf)
 static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                               server_rec *s)
 {
-    staple_reg_t *r = reg;
+    staple_reg_t *r = staple_reg;
     apr_size_t shm_size;
     apr_status_t rv;
     int i;
@@ -1147,7 +1287,9 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     if (setup_cache(r, pconf) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    shm_size = sizeof(staple_slot_t) * (apr_size_t)r->items->nelts;
+    /* the counters first, then one slot per certificate */
+    shm_size = APR_ALIGN_DEFAULT(sizeof(staple_stats_t)) +
+               sizeof(staple_slot_t) * (apr_size_t)r->items->nelts;
     rv = apr_shm_create(&r->shm, shm_size, NULL, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
@@ -1156,8 +1298,13 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
                      shm_size);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    r->slots = apr_shm_baseaddr_get(r->shm);
-    memset(r->slots, 0, shm_size);
+    r->stats = apr_shm_baseaddr_get(r->shm);
+    memset(r->stats, 0, shm_size);
+    r->slots =
+        (staple_slot_t *)((char *)r->stats + APR_ALIGN_DEFAULT(sizeof(staple_stats_t)));
+    for (i = 0; i < r->items->nelts; i++) {
+        r->slots[i].cert_status = -1;
+    }
 
     if (r->gc->store == NULL) {
         r->store = ap_runtime_dir_relative(pconf, STAPLE_DEFAULT_STORE);
@@ -1188,7 +1335,7 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
 
 static void staple_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    staple_reg_t *r = reg;
+    staple_reg_t *r = staple_reg;
     apr_status_t rv;
     int i;
 
@@ -1216,7 +1363,6 @@ static void staple_register_hooks(apr_pool_t *p)
 {
     static const char *const after_ssl[] = {"mod_ssl.c", NULL};
 
-    (void)p;
     ap_hook_pre_config(staple_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* after mod_ssl, which primes the certificates in its post_config, and
      * before mod_watchdog (APR_HOOK_LAST), which starts the watchdogs */
@@ -1224,6 +1370,7 @@ static void staple_register_hooks(apr_pool_t *p)
     ap_hook_child_init(staple_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_prime_hook(staple_prime, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_get_resp_hook(staple_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
+    staple_status_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA staple_module = {

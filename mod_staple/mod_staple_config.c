@@ -121,6 +121,8 @@ static const char *set_seconds(cmd_parms *cmd, void *dc, const char *arg)
                          (apr_interval_time_t *)((char *)c + spec->offset));
 }
 
+static int is_http_url(apr_pool_t *p, const char *arg);
+
 static const char *set_engine(cmd_parms *cmd, void *dc, int flag)
 {
     (void)dc;
@@ -130,12 +132,8 @@ static const char *set_engine(cmd_parms *cmd, void *dc, int flag)
 
 static const char *set_force_url(cmd_parms *cmd, void *dc, const char *arg)
 {
-    apr_uri_t uri;
-
     (void)dc;
-    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL ||
-        (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https")) ||
-        uri.hostname == NULL || uri.hostname[0] == '\0') {
+    if (!is_http_url(cmd->pool, arg)) {
         return apr_psprintf(cmd->pool,
                             "StapleForceURL: '%s' is not an http:// or https:// URL; use "
                             "the responder's URL, for example http://ocsp.example.com/",
@@ -192,6 +190,61 @@ static const char *set_trusted(cmd_parms *cmd, void *dc, const char *arg)
                             "certificates trusted to sign OCSP responses",
                             path ? err : arg);
     }
+    return NULL;
+}
+
+/* An http(s) URL with a host, for StapleForceURL and StapleProxy. */
+static int is_http_url(apr_pool_t *p, const char *arg)
+{
+    apr_uri_t uri;
+
+    return apr_uri_parse(p, arg, &uri) == APR_SUCCESS && uri.scheme != NULL &&
+           (!strcasecmp(uri.scheme, "http") || !strcasecmp(uri.scheme, "https")) &&
+           uri.hostname != NULL && uri.hostname[0] != '\0';
+}
+
+static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg)
+{
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (!is_http_url(cmd->pool, arg)) {
+        return apr_psprintf(cmd->pool,
+                            "StapleProxy: '%s' is not an http:// or https:// URL; use "
+                            "the proxy's URL, for example http://proxy.example.com:3128/",
+                            arg);
+    }
+    staple_srv_conf(cmd->server)->proxy = arg;
+    return NULL;
+}
+
+static const char *set_event_cmd(cmd_parms *cmd, void *dc, const char *args)
+{
+    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    apr_finfo_t fi;
+    const char *word;
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    c->event_cmd = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
+        APR_ARRAY_PUSH(c->event_cmd, const char *) = word;
+    }
+    if (c->event_cmd->nelts == 0) {
+        return "StapleEventCmd: give the program to run, and optionally its first "
+               "arguments";
+    }
+    word =
+        ap_server_root_relative(cmd->pool, APR_ARRAY_IDX(c->event_cmd, 0, const char *));
+    if (word == NULL ||
+        apr_stat(&fi, word, APR_FINFO_TYPE | APR_FINFO_PROT, cmd->pool) != APR_SUCCESS ||
+        fi.filetype != APR_REG ||
+        !(fi.protection & (APR_UEXECUTE | APR_GEXECUTE | APR_WEXECUTE))) {
+        return apr_psprintf(cmd->pool,
+                            "StapleEventCmd: '%s' is not an executable file; give the "
+                            "full path of the program to run on events",
+                            APR_ARRAY_IDX(c->event_cmd, 0, const char *));
+    }
+    APR_ARRAY_IDX(c->event_cmd, 0, const char *) = word;
     return NULL;
 }
 
@@ -261,6 +314,13 @@ const command_rec staple_cmds[] = {
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
                   "SSLStaplingCache (default shmcb:staple(1048576))"),
+    AP_INIT_TAKE1("StapleProxy", set_proxy, NULL, RSRC_CONF,
+                  "http(s) URL of the HTTP proxy for responder requests (default: none, "
+                  "the environment's proxy variables are ignored)"),
+    AP_INIT_RAW_ARGS("StapleEventCmd", set_event_cmd, NULL, RSRC_CONF,
+                     "program [arguments]: run on renewed, errored, revoked, missing "
+                     "and expiring events, with event, certificate id, subject and "
+                     "detail appended"),
     AP_INIT_TAKE1("StapleStore", set_store, NULL, RSRC_CONF,
                   "directory|none: where verified responses are kept across restarts "
                   "(default: staple under DefaultRuntimeDir)"),

@@ -24,8 +24,10 @@ typedef struct {
     const ap_socache_provider_t *cache_provider; /**< StapleCache provider */
     ap_socache_instance_t *cache_instance;       /**< created at parse time */
     const char *cache_spec;                      /**< as written, for logs */
-    const char *store;       /**< StapleStore as written, or NULL when unset */
-    STACK_OF(X509) *trusted; /**< StapleTrustedCertificate, or NULL */
+    const char *proxy;                           /**< StapleProxy URL, or NULL */
+    apr_array_header_t *event_cmd; /**< StapleEventCmd argv (const char *), or NULL */
+    const char *store;             /**< StapleStore as written, or NULL when unset */
+    STACK_OF(X509) *trusted;       /**< StapleTrustedCertificate, or NULL */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;
     apr_interval_time_t time_skew;
