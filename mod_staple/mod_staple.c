@@ -100,8 +100,9 @@ static double jitter(void)
 
 static const char *vhost_name(apr_pool_t *p, server_rec *s)
 {
-    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname : "*",
-                        (unsigned)s->port);
+    unsigned port = s->port ? s->port : (s->addrs ? s->addrs->host_port : 0);
+
+    return apr_psprintf(p, "%s:%u", s->server_hostname ? s->server_hostname : "*", port);
 }
 
 /* ------------------------------------------------------------------ */
@@ -319,23 +320,21 @@ static apr_status_t publish(staple_reg_t *r, staple_item_t *it, const unsigned c
 {
     staple_slot_t *sl = &r->slots[it->index];
     apr_time_t expiry = info->next_update;
-    apr_status_t rv = APR_SUCCESS, lrv;
+    apr_status_t rv = APR_SUCCESS;
 
-    if (to_shared) {
-        rv = cache_put(r, &r->shared, it, der, der_len, fetched_at, expiry, p);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, r->s,
-                         "cannot store the OCSP response for %s in StapleCache %s",
-                         it->cert->subject, r->shared.name);
-        }
-    }
-    if (r->local != &r->shared || !to_shared) {
-        lrv = cache_put(r, r->local, it, der, der_len, fetched_at, expiry, p);
+    /* The copy handshakes read comes first: a shared cache on the network
+     * may be slow or hang, and must not hold up stapling on this server. */
+    if (r->local != &r->shared) {
+        apr_status_t lrv =
+            cache_put(r, r->local, it, der, der_len, fetched_at, expiry, p);
         if (lrv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, lrv, r->s,
                          "cannot store the OCSP response for %s in the %s",
                          it->cert->subject, r->local->name);
         }
+    } else if (to_shared) {
+        rv = cache_put(r, &r->shared, it, der, der_len, fetched_at, expiry, p);
+        to_shared = 0;
     }
     sl->fetched_at = fetched_at;
     sl->this_update = info->this_update;
@@ -343,6 +342,14 @@ static apr_status_t publish(staple_reg_t *r, staple_item_t *it, const unsigned c
     sl->cert_status = info->cert_status;
     /* announce the new response to every process */
     apr_atomic_inc32(&sl->gen);
+    if (to_shared) {
+        rv = cache_put(r, &r->shared, it, der, der_len, fetched_at, expiry, p);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, r->s,
+                     "cannot store the OCSP response for %s in %s", it->cert->subject,
+                     r->shared.name);
+    }
     return rv;
 }
 
@@ -678,8 +685,8 @@ static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *
  * Put a stored response into the shared cache when it passes every check.
  * Expired and rejected files are removed. Never runs as root.
  */
-static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
-                            apr_pool_t *p)
+static int load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
+                           apr_pool_t *p)
 {
     const char *path;
     unsigned char *der;
@@ -691,11 +698,11 @@ static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
     char why[256];
 
     if (r->store == NULL) {
-        return;
+        return 0;
     }
     rv = staple_store_load(r->store, it->cert->id_hex, &der, &len, &mtime, p);
     if (rv == APR_ENOENT) {
-        return;
+        return 0;
     }
     path = staple_store_path(r->store, it->cert->id_hex, p);
     if (rv != APR_SUCCESS) {
@@ -705,7 +712,7 @@ static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
         if (rv == APR_ENOSPC) {
             staple_store_remove(r->store, it->cert->id_hex, p);
         }
-        return;
+        return 0;
     }
     rc = staple_ocsp_check(it->cert, der, len, now, &r->check, &info, why, sizeof(why));
     if (rc != STAPLE_CHECK_OK) {
@@ -713,18 +720,18 @@ static void load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
                      0, r->s, "StapleStore: %s for %s rejected (%s): %s; removed", path,
                      it->cert->subject, staple_check_name(rc), why);
         staple_store_remove(r->store, it->cert->id_hex, p);
-        return;
+        return 0;
     }
     if (mtime > now || mtime < info.this_update - r->check.time_skew) {
         mtime = info.this_update;
     }
-    if (publish(r, it, der, len, mtime, &info, 1, p) == APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
-                     "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
-                     it->cert->subject, it->cert->serial,
-                     staple_cert_status_name(info.cert_status), path,
-                     staple_fmt_duration(p, info.next_update - now));
-    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
+                 "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
+                 it->cert->subject, it->cert->serial,
+                 staple_cert_status_name(info.cert_status), path,
+                 staple_fmt_duration(p, info.next_update - now));
+    publish(r, it, der, len, mtime, &info, 1, p);
+    return 1;
 }
 
 /*
@@ -742,42 +749,32 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     char why[256];
     apr_status_t rv;
 
+    if (sl->valid_until == 0) {
+        /* nothing known yet on this server: the store on disk comes first,
+         * it does not depend on a cache on the network answering */
+        load_from_store(r, it, now, p);
+    }
     rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
                     sizeof(why), p);
     if (rv == APR_EINVAL) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
-                     "OCSP response for %s in StapleCache %s rejected, fetching a new "
-                     "one: %s",
-                     it->cert->subject, r->shared.name, why);
+                     "OCSP response for %s in %s rejected: %s", it->cert->subject,
+                     r->shared.name, why);
     }
-    if (rv != APR_SUCCESS && sl->valid_until == 0) {
-        /* nothing known yet on this server: the store may hold one */
-        load_from_store(r, it, now, p);
-        rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
-                        sizeof(why), p);
-    }
-    if (rv != APR_SUCCESS) {
-        return 0;
-    }
-    if (fetched_at != sl->fetched_at) {
+    if (rv == APR_SUCCESS && fetched_at > sl->fetched_at) {
         /* newer than what this server staples: another server of the
          * cluster fetched it */
-        if (r->local != &r->shared) {
-            publish(r, it, der, der_len, fetched_at, &info, 0, p);
-        } else {
-            sl->fetched_at = fetched_at;
-            sl->this_update = info.this_update;
-            sl->cert_status = info.cert_status;
-            apr_atomic_inc32(&sl->gen);
-        }
+        publish(r, it, der, der_len, fetched_at, &info, 0, p);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
                      "OCSP for %s: adopted the response fetched %s ago from %s",
                      it->cert->subject, staple_fmt_duration(p, now - fetched_at),
                      r->shared.name);
     }
     free(der);
-    sl->valid_until = info.next_update;
-    due = staple_refresh_due(&r->timing, fetched_at, info.this_update, info.next_update,
+    if (sl->valid_until <= now) {
+        return 0;
+    }
+    due = staple_refresh_due(&r->timing, sl->fetched_at, sl->this_update, sl->valid_until,
                              jitter());
     if (due <= now) {
         return 0;
@@ -791,6 +788,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
 {
     apr_array_header_t *fetches =
         apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
+    apr_array_header_t *waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
     staple_fetch_opts_t opts = {0};
     round_t rd = {r, p};
     int i;
@@ -805,8 +803,9 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
             continue;
         }
         if (!take_lease(r, it, now, p)) {
-            /* another server is fetching it: adopt its result shortly */
+            /* another server is fetching it: adopt its result */
             sl->due = now + apr_time_from_sec(2);
+            APR_ARRAY_PUSH(waiting, staple_item_t *) = it;
             continue;
         }
         f = apr_pcalloc(p, sizeof(*f));
@@ -816,7 +815,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
         f->baton = it;
         APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
     }
-    if (fetches->nelts == 0) {
+    if (fetches->nelts == 0 && waiting->nelts == 0) {
         return;
     }
     opts.timeout = r->gc->responder_timeout;
@@ -826,6 +825,19 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s, "fetching %d OCSP response(s)",
                  fetches->nelts);
     staple_fetch_run(fetches, &opts, deadline, on_fetched, &rd, p);
+    /* until the deadline, look for what the lease holders fetched */
+    while (waiting->nelts > 0 && apr_time_now() + apr_time_from_msec(200) < deadline) {
+        apr_sleep(apr_time_from_msec(200));
+        for (i = 0; i < waiting->nelts; i++) {
+            staple_item_t *it = APR_ARRAY_IDX(waiting, i, staple_item_t *);
+            if (adopt_cached(r, it, apr_time_now(), p)) {
+                APR_ARRAY_IDX(waiting, i, staple_item_t *) =
+                    APR_ARRAY_IDX(waiting, waiting->nelts - 1, staple_item_t *);
+                waiting->nelts--;
+                i--;
+            }
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ */

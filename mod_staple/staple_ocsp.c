@@ -311,7 +311,7 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
     ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL, *revtime = NULL;
     staple_check_e rc = STAPLE_CHECK_OK;
     char ebuf[256];
-    int status, reason;
+    int status, reason = -1; /* OCSP_resp_find_status sets it for revoked only */
 
     memset(info, 0, sizeof(*info));
     info->resp_status = -1;

@@ -54,6 +54,13 @@ my @cases = (
     [ 'StapleCache memcache:127.0.0.1:11211', undef ],
     [ 'StapleCache redis:127.0.0.1:6379', undef ],
     [ 'Include ' . catfile($top, 'conf', 'staple.conf'), undef ],
+    (map { [ 'Include ' . catfile($top, 'conf', $_), undef ] }
+         qw(single-server.conf redis-cluster.conf internal-pki.conf)),
+    [ 'StapleProxy http://127.0.0.1:3128/', undef ],
+    [ 'StapleProxy socks5://127.0.0.1:1080/', qr{StapleProxy: 'socks5://127.0.0.1:1080/' is not an http:// or https:// URL} ],
+    [ 'StapleEventCmd /bin/true --flag "two words"', undef ],
+    [ 'StapleEventCmd /nonexistent/notify', qr{StapleEventCmd: '/nonexistent/notify' is not an executable file} ],
+    [ 'StapleEventCmd', qr{StapleEventCmd} ],
 );
 
 plan tests => 2 * @cases;
@@ -73,6 +80,7 @@ ServerName localhost
 Listen 127.0.0.1:1
 LoadModule mpm_event_module "$libexec/mod_mpm_event.so"
 LoadModule authz_core_module "$libexec/mod_authz_core.so"
+LoadModule authz_host_module "$libexec/mod_authz_host.so"
 LoadModule socache_shmcb_module "$libexec/mod_socache_shmcb.so"
 LoadModule socache_dbm_module "$libexec/mod_socache_dbm.so"
 LoadModule socache_memcache_module "$libexec/mod_socache_memcache.so"

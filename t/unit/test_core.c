@@ -308,6 +308,7 @@ static void test_accept_delegated_good(void)
 
     CHECK(check_spec(&s, &info) == STAPLE_CHECK_OK);
     CHECK(info.cert_status == V_OCSP_CERTSTATUS_GOOD);
+    CHECK(info.reason == -1); /* only a revoked status has a reason */
     CHECK(info.next_update > now + apr_time_from_sec(3500));
     CHECK(info.this_update < now);
 }
