@@ -501,7 +501,7 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
     }
     apr_thread_mutex_unlock(it->mutex);
 
-    apr_atomic_inc32(stapled ? &slot->stapled : &slot->unstapled);
+    apr_atomic_inc64(stapled ? &slot->stapled : &slot->unstapled);
     if (!stapled) {
         /* the refresher reports the cause, and a Must-Staple certificate
          * at error level; a line per handshake would flood the log */
@@ -586,9 +586,11 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     if (f->status != APR_SUCCESS) {
         count_outcome(r, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
         record_failure(r, it, now,
-                       apr_psprintf(p, "fetch failed after %.1f ms (%s): %s",
+                       apr_psprintf(p, "fetch failed after %.1f ms (%s%s%s): %s",
                                     (double)f->duration / 1000.0,
-                                    f->method ? f->method : "-", f->error),
+                                    f->method ? f->method : "-",
+                                    r->gc->proxy ? " via StapleProxy " : "",
+                                    r->gc->proxy ? r->gc->proxy : "", f->error),
                        p);
         return;
     }

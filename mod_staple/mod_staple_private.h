@@ -50,8 +50,8 @@ extern const apr_interval_time_t staple_hist_bounds_ms[STAPLE_HIST_BUCKETS - 1];
  * one process at a time (the startup child, then the watchdog singleton). */
 typedef struct {
     apr_uint32_t gen;                  /* bumped after a new response is in the cache */
-    apr_uint32_t stapled;              /* handshakes that got a staple */
-    apr_uint32_t unstapled;            /* handshakes that asked and got none */
+    apr_uint64_t stapled;              /* handshakes that got a staple */
+    apr_uint64_t unstapled;            /* handshakes that asked and got none */
     apr_uint32_t failures;             /* consecutive failed fetches */
     apr_time_t due;                    /* next fetch; 0: look at once */
     apr_time_t valid_until;            /* nextUpdate of the good response held; 0: none */

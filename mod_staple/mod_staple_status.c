@@ -164,7 +164,8 @@ static void emit_json(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t
                    "\"seconds_left\":%" APR_TIME_T_FMT ",\"fetched_at\":%s,"
                    "\"last_fetch_at\":%s,\"last_fetch_ms\":%.1f,\"last_error\":%s,"
                    "\"last_error_at\":%s,\"consecutive_failures\":%u,\"next_refresh\":%s,"
-                   "\"handshakes_stapled\":%u,\"handshakes_unstapled\":%u}",
+                   "\"handshakes_stapled\":%" APR_UINT64_T_FMT
+                   ",\"handshakes_unstapled\":%" APR_UINT64_T_FMT "}",
                    json_str(p, row->it->url), c->must_staple ? "true" : "false",
                    json_str(p, row->state), row->valid ? "true" : "false",
                    sl->cert_status < 0
@@ -217,13 +218,19 @@ static void emit_auto(request_rec *r, staple_reg_t *reg, row_t *rows)
         row_t *row = &rows[i];
         ap_rprintf(r,
                    "Cert%dId: %s\nCert%dSubject: %s\nCert%dState: %s\nCert%dSecondsLeft: "
-                   "%" APR_TIME_T_FMT "\nCert%dFailures: %u\nCert%dStapled: %u\n"
-                   "Cert%dUnstapled: %u\n",
+                   "%" APR_TIME_T_FMT
+                   "\nCert%dFailures: %u\nCert%dStapled: %" APR_UINT64_T_FMT "\n"
+                   "Cert%dUnstapled: %" APR_UINT64_T_FMT "\n",
                    i, row->it->cert->id_hex, i, row->it->cert->subject, i, row->state, i,
                    apr_time_sec(row->time_left), i, row->sl->failures, i,
                    row->sl->stapled, i, row->sl->unstapled);
     }
 }
+
+/* The histogram's bounds in seconds, as Prometheus clients write them. */
+static const char *const bucket_labels[STAPLE_HIST_BUCKETS - 1] = {
+    "0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+};
 
 static void emit_prometheus(request_rec *r, staple_reg_t *reg, row_t *rows)
 {
@@ -237,9 +244,13 @@ static void emit_prometheus(request_rec *r, staple_reg_t *reg, row_t *rows)
              "# TYPE staple_handshakes_total counter\n",
              r);
     for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_handshakes_total{" LABELS ",stapled=\"true\"} %u\n",
+        ap_rprintf(r,
+                   "staple_handshakes_total{" LABELS
+                   ",stapled=\"true\"} %" APR_UINT64_T_FMT "\n",
                    LABEL_ARGS(&rows[i]), rows[i].sl->stapled);
-        ap_rprintf(r, "staple_handshakes_total{" LABELS ",stapled=\"false\"} %u\n",
+        ap_rprintf(r,
+                   "staple_handshakes_total{" LABELS
+                   ",stapled=\"false\"} %" APR_UINT64_T_FMT "\n",
                    LABEL_ARGS(&rows[i]), rows[i].sl->unstapled);
     }
     ap_rputs(
@@ -311,8 +322,8 @@ static void emit_prometheus(request_rec *r, staple_reg_t *reg, row_t *rows)
         if (i < STAPLE_HIST_BUCKETS - 1) {
             ap_rprintf(
                 r,
-                "staple_fetch_duration_seconds_bucket{le=\"%g\"} %" APR_UINT64_T_FMT "\n",
-                (double)staple_hist_bounds_ms[i] / 1000.0, cum);
+                "staple_fetch_duration_seconds_bucket{le=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                bucket_labels[i], cum);
         } else {
             ap_rprintf(
                 r,
@@ -402,10 +413,11 @@ static void emit_html(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t
                    esc(p, row->it->url), ago(p, sl->last_attempt, now),
                    (double)sl->last_duration / 1000.0, ago(p, sl->due, now),
                    sl->failures);
-        ap_rprintf(
-            r, "<td>%s<br><small>%s</small></td><td>%u stapled<br>%u without</td></tr>\n",
-            sl->last_error_at ? esc(p, sl->last_error) : "&ndash;",
-            ago(p, sl->last_error_at, now), sl->stapled, sl->unstapled);
+        ap_rprintf(r,
+                   "<td>%s<br><small>%s</small></td><td>%" APR_UINT64_T_FMT
+                   " stapled<br>%" APR_UINT64_T_FMT " without</td></tr>\n",
+                   sl->last_error_at ? esc(p, sl->last_error) : "&ndash;",
+                   ago(p, sl->last_error_at, now), sl->stapled, sl->unstapled);
     }
     ap_rputs("</table>\n<p><small>Also as <a href=\"?json\">JSON</a>, "
              "<a href=\"?auto\">key: value</a>, <a href=\"?prometheus\">Prometheus</a>."

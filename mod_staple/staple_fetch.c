@@ -103,6 +103,8 @@ static apr_status_t start_transfer(CURLM *multi, transfer_t *t,
     /* An empty proxy disables the environment's http_proxy: only the
      * configured proxy is ever used. */
     curl_easy_setopt(t->curl, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
+    /* and no_proxy/NO_PROXY must not send requests around it */
+    curl_easy_setopt(t->curl, CURLOPT_NOPROXY, "");
     if (opts->user_agent) {
         curl_easy_setopt(t->curl, CURLOPT_USERAGENT, opts->user_agent);
     }
