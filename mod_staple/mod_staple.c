@@ -517,6 +517,7 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
 typedef struct {
     staple_reg_t *r;
     apr_pool_t *pool;
+    void *more; /* the due_ctx_t of a refresher round, or NULL */
 } round_t;
 
 static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
@@ -581,6 +582,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_check_e rc;
     char why[256];
 
+    it->in_flight = 0;
     sl->last_attempt = now - f->duration;
     sl->last_duration = f->duration;
     if (f->status != APR_SUCCESS) {
@@ -767,6 +769,9 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
         /* newer than what this server staples: another server of the
          * cluster fetched it */
         publish(r, it, der, der_len, fetched_at, &info, 0, p);
+        /* this server's own copy on disk, for restarts while the shared
+         * cache is away */
+        store_save(r, it, der, der_len, p);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s,
                      "OCSP for %s: adopted the response fetched %s ago from %s",
                      it->cert->subject, staple_fmt_duration(p, now - fetched_at),
@@ -785,29 +790,33 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     return 1;
 }
 
-/* Fetch every certificate that is due, none past the deadline. */
-static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_pool_t *p)
+typedef struct {
+    staple_reg_t *r;
+    apr_array_header_t *waiting; /* items whose lease another server holds */
+    apr_time_t add_until;        /* no new fetches joins the run after this */
+    apr_pool_t *pool;
+} due_ctx_t;
+
+/* Queue every certificate that is due and not being fetched already. */
+static void collect_due(due_ctx_t *dc, apr_array_header_t *fetches, apr_time_t now)
 {
-    apr_array_header_t *fetches =
-        apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
-    apr_array_header_t *waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
-    staple_fetch_opts_t opts = {0};
-    round_t rd = {r, p};
+    staple_reg_t *r = dc->r;
+    apr_pool_t *p = dc->pool;
     int i;
 
     for (i = 0; i < r->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
+        staple_slot_t *sl = &r->slots[it->index];
         staple_fetch_t *f;
 
-        staple_slot_t *sl = &r->slots[it->index];
-
-        if (sl->due > now || (sl->failures == 0 && adopt_cached(r, it, now, p))) {
+        if (it->in_flight || sl->due > now ||
+            (sl->failures == 0 && adopt_cached(r, it, now, p))) {
             continue;
         }
         if (!take_lease(r, it, now, p)) {
             /* another server is fetching it: adopt its result */
             sl->due = now + apr_time_from_sec(2);
-            APR_ARRAY_PUSH(waiting, staple_item_t *) = it;
+            APR_ARRAY_PUSH(dc->waiting, staple_item_t *) = it;
             continue;
         }
         f = apr_pcalloc(p, sizeof(*f));
@@ -815,8 +824,45 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
         f->req = it->cert->req_der;
         f->req_len = it->cert->req_len;
         f->baton = it;
+        it->in_flight = 1;
         APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
     }
+}
+
+/* While the refresher's transfers run, certificates that fall due join them
+ * at once: a slow responder must not delay the others. */
+static void more_due(apr_array_header_t *fetches, void *ctx)
+{
+    due_ctx_t *dc = ((round_t *)ctx)->more;
+    apr_time_t now = apr_time_now();
+    int state;
+
+    if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS &&
+        state == AP_MPMQ_STOPPING) {
+        return; /* let the running transfers end and the process go */
+    }
+    if (now < dc->add_until) {
+        collect_due(dc, fetches, now);
+    }
+}
+
+/*
+ * Fetch every certificate that is due, none past the deadline (0: each
+ * fetch is bounded by StapleResponderTimeout only). With keep_adding, those
+ * falling due during the run join it.
+ */
+static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline,
+                      int keep_adding, apr_pool_t *p)
+{
+    apr_array_header_t *fetches =
+        apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
+    apr_array_header_t *waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
+    staple_fetch_opts_t opts = {0};
+    round_t rd = {r, p, NULL};
+    due_ctx_t dc = {r, waiting, now + STAPLE_ROUND_MAX, p};
+    int i;
+
+    collect_due(&dc, fetches, now);
     if (fetches->nelts == 0 && waiting->nelts == 0) {
         return;
     }
@@ -826,7 +872,9 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline, apr_
     opts.proxy = r->gc->proxy;
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, r->s, "fetching %d OCSP response(s)",
                  fetches->nelts);
-    staple_fetch_run(fetches, &opts, deadline, on_fetched, &rd, p);
+    rd.more = keep_adding ? &dc : NULL;
+    staple_fetch_run(fetches, &opts, deadline, on_fetched, keep_adding ? more_due : NULL,
+                     &rd, p);
     /* until the deadline, look for what the lease holders fetched */
     while (waiting->nelts > 0 && apr_time_now() + apr_time_from_msec(200) < deadline) {
         apr_sleep(apr_time_from_msec(200));
@@ -892,7 +940,7 @@ static void startup_fetch(staple_reg_t *r, apr_pool_t *ptemp)
             (r->local != &r->shared && cache_child_init(r->local, p) != APR_SUCCESS)) {
             _exit(1);
         }
-        fetch_due(r, apr_time_now(), deadline, p);
+        fetch_due(r, apr_time_now(), deadline, 0, p);
         _exit(0);
     }
     while (!done) {
@@ -1097,7 +1145,7 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
     case AP_WATCHDOG_STATE_RUNNING:
         apr_pool_create(&p, wpool);
         apr_pool_tag(p, "staple_refresher");
-        fetch_due(r, now, now + r->gc->responder_timeout + apr_time_from_sec(1), p);
+        fetch_due(r, now, 0, 1, p);
         run_events(r, apr_time_now(), p);
         apr_pool_destroy(p);
 

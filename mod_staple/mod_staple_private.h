@@ -42,6 +42,9 @@ typedef enum {
 
 /* Fetch duration histogram: upper bounds in milliseconds, then +Inf. */
 #define STAPLE_HIST_BUCKETS 10
+
+/* A refresher round takes in certificates that fall due for this long. */
+#define STAPLE_ROUND_MAX apr_time_from_sec(30)
 extern const apr_interval_time_t staple_hist_bounds_ms[STAPLE_HIST_BUCKETS - 1];
 
 /* Shared memory, one slot per claimed certificate: counters, and the
@@ -82,6 +85,8 @@ typedef struct {
     apr_time_t next_update;
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
+
+    int in_flight; /* being fetched by this process (the refresher) */
 
 } staple_item_t;
 

@@ -155,39 +155,57 @@ static void release_transfer(CURLM *multi, transfer_t *t)
     t->headers = NULL;
 }
 
+static transfer_t *new_transfer(staple_fetch_t *f, apr_pool_t *p)
+{
+    transfer_t *t = apr_pcalloc(p, sizeof(*t));
+
+    t->f = f;
+    t->pool = p;
+    f->status = APR_EINIT;
+    f->error[0] = '\0';
+    f->body = NULL;
+    f->body_len = 0;
+    f->http_status = 0;
+    f->duration = 0;
+    return t;
+}
+
 apr_status_t staple_fetch_run(apr_array_header_t *fetches,
                               const staple_fetch_opts_t *opts, apr_time_t deadline,
-                              staple_fetch_done_fn *done, void *ctx, apr_pool_t *p)
+                              staple_fetch_done_fn *done, staple_fetch_more_fn *more,
+                              void *ctx, apr_pool_t *p)
 {
     CURLM *multi;
-    transfer_t *ts;
-    int n = fetches->nelts, next = 0, running = 0, i;
+    /* transfer_t *, one per fetch, in the order of fetches */
+    apr_array_header_t *ts;
+    int next = 0, running = 0, i;
     int max_parallel = opts->max_parallel > 0 ? opts->max_parallel : 1;
 
-    if (n == 0) {
+    if (fetches->nelts == 0 && more == NULL) {
         return APR_SUCCESS;
     }
     if ((multi = curl_multi_init()) == NULL) {
         return APR_ENOMEM;
     }
-    ts = apr_pcalloc(p, sizeof(*ts) * (apr_size_t)n);
-    for (i = 0; i < n; i++) {
-        ts[i].f = APR_ARRAY_IDX(fetches, i, staple_fetch_t *);
-        ts[i].pool = p;
-        ts[i].f->status = APR_EINIT;
-        ts[i].f->error[0] = '\0';
-        ts[i].f->body = NULL;
-        ts[i].f->body_len = 0;
-        ts[i].f->http_status = 0;
-        ts[i].f->duration = 0;
-    }
+    ts = apr_array_make(p, fetches->nelts + 4, sizeof(transfer_t *));
 
-    while (next < n || running > 0) {
+    for (;;) {
         CURLMsg *msg;
         int msgs, still;
 
-        while (next < n && running < max_parallel) {
-            transfer_t *t = &ts[next++];
+        /* the caller may add what has fallen due meanwhile */
+        if (more) {
+            more(fetches, ctx);
+        }
+        while (ts->nelts < fetches->nelts) {
+            APR_ARRAY_PUSH(ts, transfer_t *) =
+                new_transfer(APR_ARRAY_IDX(fetches, ts->nelts, staple_fetch_t *), p);
+        }
+        if (next >= ts->nelts && running == 0) {
+            break;
+        }
+        while (next < ts->nelts && running < max_parallel) {
+            transfer_t *t = APR_ARRAY_IDX(ts, next++, transfer_t *);
             if (start_transfer(multi, t, opts, deadline) == APR_SUCCESS) {
                 running++;
             } else {
@@ -219,13 +237,14 @@ apr_status_t staple_fetch_run(apr_array_header_t *fetches,
     }
 
     /* Only reached early when libcurl itself failed: fail what is left. */
-    for (i = 0; i < n; i++) {
-        if (ts[i].curl || i >= next) {
-            ts[i].f->status = APR_EGENERAL;
-            apr_cpystrn(ts[i].f->error, "transfer aborted", sizeof(ts[i].f->error));
-            release_transfer(multi, &ts[i]);
+    for (i = 0; i < ts->nelts; i++) {
+        transfer_t *t = APR_ARRAY_IDX(ts, i, transfer_t *);
+        if (t->curl || i >= next) {
+            t->f->status = APR_EGENERAL;
+            apr_cpystrn(t->f->error, "transfer aborted", sizeof(t->f->error));
+            release_transfer(multi, t);
             if (done) {
-                done(ts[i].f, ctx);
+                done(t->f, ctx);
             }
         }
     }

@@ -39,19 +39,28 @@ typedef struct {
 typedef void staple_fetch_done_fn(staple_fetch_t *f, void *ctx);
 
 /**
+ * Called between transfers, about every 100 ms while any runs: may push
+ * more staple_fetch_t * onto fetches, which then run in the same loop.
+ */
+typedef void staple_fetch_more_fn(apr_array_header_t *fetches, void *ctx);
+
+/**
  * Run all fetches, at most max_parallel at a time, none past the deadline.
  * GET is used when the encoded request fits RFC 5019's 255 bytes, POST
  * otherwise. Bodies over STAPLE_MAX_RESPONSE_LEN are cut off and failed.
  * @param fetches array of staple_fetch_t *
  * @param deadline no transfer runs past this time (0: only the timeout)
  * @param done optional, called for each fetch as it completes
+ * @param more optional, adds fetches that fell due while others run; the run
+ *        ends when nothing runs and it added nothing
  * @param p pool for bodies and URLs
  * @return APR_SUCCESS when every fetch ran (check each one's status),
  *         another code when libcurl could not be set up
  */
 apr_status_t staple_fetch_run(apr_array_header_t *fetches,
                               const staple_fetch_opts_t *opts, apr_time_t deadline,
-                              staple_fetch_done_fn *done, void *ctx, apr_pool_t *p);
+                              staple_fetch_done_fn *done, staple_fetch_more_fn *more,
+                              void *ctx, apr_pool_t *p);
 
 /** Initialise libcurl once per process, before any thread starts. */
 apr_status_t staple_fetch_global_init(void);

@@ -289,15 +289,32 @@ static staple_check_e fail(staple_check_e rc, char *why, apr_size_t whylen,
     return rc;
 }
 
+/* The OpenSSL errors queued by a failed check, oldest first, with the
+ * detail some of them carry (such as "Verify error:..."). */
 static const char *openssl_error(char *buf, apr_size_t len)
 {
-    unsigned long e = ERR_peek_last_error();
+    apr_size_t used = 0;
+    unsigned long e;
+    const char *data;
+    int flags;
 
-    if (e == 0) {
-        return "no detail";
+    buf[0] = '\0';
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0 &&
+           used + 1 < len) {
+#else
+    while ((e = ERR_get_error_line_data(NULL, NULL, &data, &flags)) != 0 &&
+           used + 1 < len) {
+#endif
+        const char *reason = ERR_reason_error_string(e);
+        apr_snprintf(buf + used, len - used, "%s%s%s%s%s", used ? ", " : "",
+                     reason ? reason : "unknown error",
+                     (flags & ERR_TXT_STRING) && data && *data ? " (" : "",
+                     (flags & ERR_TXT_STRING) && data ? data : "",
+                     (flags & ERR_TXT_STRING) && data && *data ? ")" : "");
+        used = strlen(buf);
     }
-    ERR_error_string_n(e, buf, len);
-    return buf;
+    return used ? buf : "no detail";
 }
 
 staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char *der,

@@ -766,7 +766,7 @@ static void test_fetch(void)
     }
     f[4].req = big_req; /* too long for GET */
     f[4].req_len = sizeof(big_req);
-    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, pool) == APR_SUCCESS);
+    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, NULL, pool) == APR_SUCCESS);
 
     CHECK(f[0].status == APR_SUCCESS && f[0].body_len == 5 &&
           !memcmp(f[0].body, "hello", 5));
@@ -801,10 +801,10 @@ static void test_fetch_unreachable(void)
     f.req = leaf_sc->req_der;
     f.req_len = leaf_sc->req_len;
     APR_ARRAY_PUSH(arr, staple_fetch_t *) = &f;
-    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, pool) == APR_SUCCESS);
+    CHECK(staple_fetch_run(arr, &opts, 0, NULL, NULL, NULL, pool) == APR_SUCCESS);
     CHECK(f.status != APR_SUCCESS && f.error[0] != '\0');
     /* a deadline already passed fails without any connection */
-    CHECK(staple_fetch_run(arr, &opts, apr_time_now() - 1, NULL, NULL, pool) ==
+    CHECK(staple_fetch_run(arr, &opts, apr_time_now() - 1, NULL, NULL, NULL, pool) ==
           APR_SUCCESS);
     CHECK(f.status == APR_TIMEUP);
 }
