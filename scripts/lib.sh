@@ -16,7 +16,7 @@ STAPLE_DEB_PACKAGES=(
     apache2 apache2-dev apache2-ssl-dev libapache2-mod-perl2
     libcurl4-openssl-dev libssl-dev openssl curl
     libnet-ssleay-perl libio-socket-ssl-perl libhttp-daemon-perl
-    redis-server memcached faketime
+    redis-server memcached faketime tinyproxy
     clang libclang-rt-14-dev
 )
 

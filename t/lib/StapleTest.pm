@@ -5,7 +5,11 @@ package StapleTest;
 #   responder_count('good');          # OCSP requests the proxy got for /good/
 #   wait_until($seconds, sub { ... }) # bounded polling
 #   server_log_lines(qr/.../)         # error_log lines since the last server start
+#   log_line_time($line)              # when an error_log line was written (epoch)
 #   server_children()                 # pids of the httpd parent's children
+#   cert_serial('good')               # serial of t/pki/good.crt as the module logs it
+#   request_times('good')             # epoch times of the proxy's requests for /good/
+#   must_staple_errors('name')        # Must-Staple error lines, paired with failures
 use strict;
 use warnings;
 
@@ -16,10 +20,12 @@ use IO::Socket::INET ();
 use IO::Socket::SSL ();
 use Net::SSLeay ();
 use Time::HiRes qw(time sleep);
+use Time::Local ();
 
 our @EXPORT = qw(handshake responder_count responder_requests wait_until
                  server_log_lines server_children pki_file vhost_port
-                 proxy_port proxy_mode);
+                 proxy_port proxy_mode log_line_time cert_serial
+                 request_times must_staple_errors);
 
 my %CERT_STATUS = (0 => 'good', 1 => 'revoked', 2 => 'unknown');
 
@@ -139,20 +145,27 @@ sub inspect_staple {
 
 sub proxy_log { catfile(vars('t_logs'), 'ocsp-proxy.log') }
 
-# Lines "<epoch.ms> NAME METHOD MODE" the proxy logged for NAME.
+# Lines "<epoch.ms> NAME METHOD STEP" the proxy logged for NAME (STEP: the
+# step of its mode that answered, see t/bin/ocsp-proxy).
 sub responder_requests {
     my ($name) = @_;
     open my $fh, '<', proxy_log() or return;
     my @lines;
-    while (<$fh>) {
-        my @f = split ' ';
-        push @lines, $_ if @f >= 3 && $f[1] eq $name;
+    while (my $line = <$fh>) {    # not $_: callers may be in a map or for
+        my @f = split ' ', $line;
+        push @lines, $line if @f >= 3 && $f[1] eq $name;
     }
     close $fh;
     return @lines;
 }
 
 sub responder_count { scalar(my @l = responder_requests($_[0])) }
+
+# [epoch, step] of every request the proxy logged for NAME, in order.
+sub request_times {
+    my ($name) = @_;
+    return map { my @f = split ' '; [$f[0], $f[3] // ''] } responder_requests($name);
+}
 
 # Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.
 sub proxy_mode {
@@ -203,6 +216,58 @@ sub server_log_lines {
     my @lines = <$fh>;
     close $fh;
     return $re ? grep { $_ =~ $re } @lines : @lines;
+}
+
+my %MONTH = (Jan => 0, Feb => 1, Mar => 2, Apr => 3, May => 4, Jun => 5,
+             Jul => 6, Aug => 7, Sep => 8, Oct => 9, Nov => 10, Dec => 11);
+
+# Epoch time (with microseconds) of an error_log line, from its
+# "[Mon Nov 23 21:09:25.424471 2026]" prefix (local time); undef if none.
+sub log_line_time {
+    my ($line) = @_;
+    my ($mon, $day, $h, $m, $s, $frac, $year) = $line =~
+        /^\[\w{3} (\w{3}) +(\d+) (\d\d):(\d\d):(\d\d)(?:\.(\d+))? (\d{4})\]/
+        or return;
+    return unless exists $MONTH{$mon};
+    my $t = Time::Local::timelocal($s, $m, $h, $day, $MONTH{$mon}, $year);
+    return defined $frac ? $t + "0.$frac" : $t;
+}
+
+# must_staple_errors($name) -> ($count, @problems) for the certificate
+# CN=$name.localhost, from one reading of error_log since the server start:
+# the module logs a Must-Staple error line right after each warn line of a
+# failed fetch that leaves no valid response ("no valid response to
+# staple"), and never otherwise.  @problems describes every line that breaks
+# this; a failure at the very end whose error line is not written yet is
+# not one.
+sub must_staple_errors {
+    my ($name) = @_;
+    my $cn = qr/ CN=\Q$name\E\.localhost /;
+    my ($count, $pending, @problems) = (0, undef);
+    for my $line (server_log_lines(qr/OCSP for CN=|Must-Staple certificate CN=/)) {
+        next unless $line =~ $cn;
+        if ($line =~ /\[staple:error\].*Must-Staple certificate/) {
+            $count++;
+            push @problems, "error line without a failure that left nothing: $line"
+                unless $pending;
+            undef $pending;
+        }
+        elsif ($line =~ /\[staple:warn\].*OCSP for /) {
+            push @problems, "no error line after: $pending" if $pending;
+            $pending = $line =~ /; no valid response to staple; / ? $line : undef;
+        }
+    }
+    return ($count, @problems);
+}
+
+# The serial of t/pki/NAME.crt in upper-case hex, as mod_staple logs it.
+sub cert_serial {
+    my ($name) = @_;
+    my $file = pki_file("$name.crt");
+    my $out = `openssl x509 -in "$file" -noout -serial 2>/dev/null`;
+    my ($serial) = $out =~ /serial=([0-9A-Fa-f]+)/ or return;
+    $serial =~ s/^(?:00)+(?=..)//;
+    return uc $serial;
 }
 
 # pids whose parent is the httpd parent process (their number in scalar context)
