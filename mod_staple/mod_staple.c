@@ -761,9 +761,12 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
                     sizeof(why), p);
     if (rv == APR_EINVAL) {
+        /* corrupt, or not for this certificate: fetch now, which also
+         * replaces it for every server sharing the cache */
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, r->s,
-                     "OCSP response for %s in %s rejected: %s", it->cert->subject,
-                     r->shared.name, why);
+                     "OCSP response for %s in %s rejected, fetching a new one: %s",
+                     it->cert->subject, r->shared.name, why);
+        return 0;
     }
     if (rv == APR_SUCCESS && fetched_at > sl->fetched_at) {
         /* newer than what this server staples: another server of the
