@@ -121,25 +121,10 @@ static const char *set_seconds(cmd_parms *cmd, void *dc, const char *arg)
                          (apr_interval_time_t *)((char *)c + spec->offset));
 }
 
-static int is_http_url(apr_pool_t *p, const char *arg);
-
 static const char *set_engine(cmd_parms *cmd, void *dc, int flag)
 {
     (void)dc;
     staple_srv_conf(cmd->server)->engine = flag;
-    return NULL;
-}
-
-static const char *set_force_url(cmd_parms *cmd, void *dc, const char *arg)
-{
-    (void)dc;
-    if (!is_http_url(cmd->pool, arg)) {
-        return apr_psprintf(cmd->pool,
-                            "StapleForceURL: '%s' is not an http:// or https:// URL; use "
-                            "the responder's URL, for example http://ocsp.example.com/",
-                            arg);
-    }
-    staple_srv_conf(cmd->server)->force_url = arg;
     return NULL;
 }
 
@@ -203,17 +188,35 @@ static int is_http_url(apr_pool_t *p, const char *arg)
            uri.hostname != NULL && uri.hostname[0] != '\0';
 }
 
-static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg)
+/* StapleForceURL and StapleProxy: an http(s) URL, stored at the offset in
+ * the command's table entry; the example shows the operator the form. */
+typedef struct {
+    apr_size_t offset;
+    int global_only;
+    const char *example;
+} url_arg_t;
+
+static const url_arg_t arg_force_url = {APR_OFFSETOF(staple_srv_conf_t, force_url), 0,
+                                        "the responder's URL, for example "
+                                        "http://ocsp.example.com/"};
+static const url_arg_t arg_proxy = {APR_OFFSETOF(staple_srv_conf_t, proxy), 1,
+                                    "the proxy's URL, for example "
+                                    "http://proxy.example.com:3128/"};
+
+static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
 {
+    const url_arg_t *spec = cmd->info;
+
     (void)dc;
-    GLOBAL_ONLY_CHECK(cmd);
+    if (spec->global_only) {
+        GLOBAL_ONLY_CHECK(cmd);
+    }
     if (!is_http_url(cmd->pool, arg)) {
         return apr_psprintf(cmd->pool,
-                            "StapleProxy: '%s' is not an http:// or https:// URL; use "
-                            "the proxy's URL, for example http://proxy.example.com:3128/",
-                            arg);
+                            "%s: '%s' is not an http:// or https:// URL; use %s",
+                            cmd->cmd->name, arg, spec->example);
     }
-    staple_srv_conf(cmd->server)->proxy = arg;
+    *(const char **)((char *)staple_srv_conf(cmd->server) + spec->offset) = arg;
     return NULL;
 }
 
@@ -308,13 +311,13 @@ const command_rec staple_cmds[] = {
     AP_INIT_FLAG("StapleEngine", set_engine, NULL, RSRC_CONF,
                  "on|off: take over OCSP stapling for this server's certificates "
                  "(default on)"),
-    AP_INIT_TAKE1("StapleForceURL", set_force_url, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("StapleForceURL", set_url, (void *)&arg_force_url, RSRC_CONF,
                   "http(s) URL of the OCSP responder to use instead of the "
                   "certificate's"),
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
                   "SSLStaplingCache (default shmcb:staple(1048576))"),
-    AP_INIT_TAKE1("StapleProxy", set_proxy, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("StapleProxy", set_url, (void *)&arg_proxy, RSRC_CONF,
                   "http(s) URL of the HTTP proxy for responder requests (default: none, "
                   "the environment's proxy variables are ignored)"),
     AP_INIT_RAW_ARGS("StapleEventCmd", set_event_cmd, NULL, RSRC_CONF,
