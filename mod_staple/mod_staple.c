@@ -50,7 +50,6 @@
 
 #define STAPLE_MUTEX_TYPE   "staple-cache"
 #define STAPLE_WATCHDOG     "_staple_"
-#define STAPLE_KEY_PREFIX   "staple:"
 #define STAPLE_USER_AGENT   "mod_staple/" STAPLE_VERSION
 #define STAPLE_MAX_PARALLEL 16
 
@@ -171,8 +170,11 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
         }
         return DECLINED;
     }
-    it->key = apr_pstrcat(p, STAPLE_KEY_PREFIX, it->cert->id_hex, NULL);
-    it->key_len = (unsigned int)strlen(it->key);
+    /* The key is the certificate's SHA-1 itself: shmcb picks a subcache by
+     * the first byte of the key, so a common prefix would crowd every
+     * response into one subcache. (memcache and redis hex-encode keys.) */
+    it->key = apr_pmemdup(p, it->cert->id, STAPLE_ID_LEN);
+    it->key_len = STAPLE_ID_LEN;
     it->claimed = 1;
     it->index = r->items->nelts;
     APR_ARRAY_PUSH(r->items, staple_item_t *) = it;
@@ -285,15 +287,15 @@ static apr_status_t cache_child_init(staple_cache_t *c, apr_pool_t *p)
     return apr_global_mutex_child_init(&c->mutex, apr_global_mutex_lockfile(c->mutex), p);
 }
 
-static apr_status_t cache_store(staple_reg_t *r, staple_cache_t *c, const char *key,
+static apr_status_t cache_store(staple_reg_t *r, staple_cache_t *c,
+                                const unsigned char *key, unsigned int key_len,
                                 apr_time_t expiry, const unsigned char *data,
                                 apr_size_t len, apr_pool_t *p)
 {
     apr_status_t rv;
 
     cache_lock(c);
-    rv = c->provider->store(c->inst, r->s, (const unsigned char *)key,
-                            (unsigned int)strlen(key), expiry, (unsigned char *)data,
+    rv = c->provider->store(c->inst, r->s, key, key_len, expiry, (unsigned char *)data,
                             (unsigned int)len, p);
     cache_unlock(c);
     return rv;
@@ -306,7 +308,7 @@ static apr_status_t cache_put(staple_reg_t *r, staple_cache_t *c, staple_item_t 
     unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
     apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
 
-    return cache_store(r, c, it->key, expiry, buf, len, p);
+    return cache_store(r, c, it->key, it->key_len, expiry, buf, len, p);
 }
 
 /*
@@ -429,7 +431,8 @@ static int take_lease(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_po
             return 0;
         }
     }
-    cache_store(r, c, key, now + r->gc->responder_timeout + apr_time_from_sec(5),
+    cache_store(r, c, (const unsigned char *)key, (unsigned int)strlen(key),
+                now + r->gc->responder_timeout + apr_time_from_sec(5),
                 (const unsigned char *)r->node_id, strlen(r->node_id), p);
     return 1;
 }
@@ -517,7 +520,8 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
 typedef struct {
     staple_reg_t *r;
     apr_pool_t *pool;
-    void *more; /* the due_ctx_t of a refresher round, or NULL */
+    void *more;   /* the due_ctx_t of a refresher round, or NULL */
+    int deferred; /* fetches the deadline came before */
 } round_t;
 
 static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
@@ -583,6 +587,11 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     char why[256];
 
     it->in_flight = 0;
+    if (!f->started) {
+        /* never asked: left to the refresher, not a responder failure */
+        rd->deferred++;
+        return;
+    }
     sl->last_attempt = now - f->duration;
     sl->last_duration = f->duration;
     if (f->status != APR_SUCCESS) {
@@ -861,7 +870,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline,
         apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
     apr_array_header_t *waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
     staple_fetch_opts_t opts = {0};
-    round_t rd = {r, p, NULL};
+    round_t rd = {r, p, NULL, 0};
     due_ctx_t dc = {r, waiting, now + STAPLE_ROUND_MAX, p};
     int i;
 
@@ -878,6 +887,12 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline,
     rd.more = keep_adding ? &dc : NULL;
     staple_fetch_run(fetches, &opts, deadline, on_fetched, keep_adding ? more_due : NULL,
                      &rd, p);
+    if (rd.deferred > 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
+                     "%d OCSP fetch(es) could not start before StapleStartupTimeout: the "
+                     "background refresher does them",
+                     rd.deferred);
+    }
     /* until the deadline, look for what the lease holders fetched */
     while (waiting->nelts > 0 && apr_time_now() + apr_time_from_msec(200) < deadline) {
         apr_sleep(apr_time_from_msec(200));
@@ -1239,7 +1254,7 @@ static apr_status_t cache_init(staple_reg_t *r, staple_cache_t *c, const char *m
             return rv;
         }
     }
-    hints.avg_id_len = (apr_size_t)(sizeof(STAPLE_KEY_PREFIX) - 1 + 2 * STAPLE_ID_LEN);
+    hints.avg_id_len = STAPLE_ID_LEN;
     hints.avg_obj_size = 1024;
     hints.expiry_interval = 30;
     rv = c->provider->init(c->inst, "mod_staple", &hints, r->s, pconf);

@@ -71,8 +71,8 @@ typedef struct {
 
 typedef struct {
     staple_cert_t *cert;
-    const char *url; /* responder URL in use */
-    const char *key; /* socache key */
+    const char *url;          /* responder URL in use */
+    const unsigned char *key; /* socache key: the certificate's SHA-1 */
     unsigned int key_len;
     apr_array_header_t *vhosts; /* const char *: servers using it */
     int claimed;

@@ -109,6 +109,7 @@ static apr_status_t start_transfer(CURLM *multi, transfer_t *t,
         curl_easy_setopt(t->curl, CURLOPT_USERAGENT, opts->user_agent);
     }
     t->started = apr_time_now();
+    f->started = 1;
     if (curl_multi_add_handle(multi, t->curl) != CURLM_OK) {
         f->status = APR_EGENERAL;
         apr_cpystrn(f->error, "curl_multi_add_handle failed", sizeof(f->error));
@@ -162,6 +163,7 @@ static transfer_t *new_transfer(staple_fetch_t *f, apr_pool_t *p)
     t->f = f;
     t->pool = p;
     f->status = APR_EINIT;
+    f->started = 0;
     f->error[0] = '\0';
     f->body = NULL;
     f->body_len = 0;

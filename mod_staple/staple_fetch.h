@@ -19,6 +19,7 @@ typedef struct staple_fetch_t {
 
     /* set by staple_fetch_run() */
     apr_status_t status; /**< APR_SUCCESS: HTTP 200 and a body within limits */
+    int started;         /**< 0 when the deadline came before it could start */
     const char *method;  /**< "GET" or "POST" */
     long http_status;    /**< 0 when no HTTP answer came */
     unsigned char *body; /**< response body, from the run's pool */

@@ -854,10 +854,10 @@ sub has_key {
 
 # The key under which mod_socache_redis / mod_socache_memcache keep
 # mod_staple's response for a certificate id (hex): the namespace, then
-# the hex of mod_staple's own key "staple:<id>".
+# the hex of mod_staple's own key, the certificate's SHA-1: its id.
 sub staple_key {
     my ($id) = @_;
-    return 'mod_staple:' . unpack('H*', "staple:$id");
+    return "mod_staple:$id";
 }
 
 # SIGSTOP / SIGCONT: a server that hangs (connections accepted by the
