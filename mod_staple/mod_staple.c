@@ -520,8 +520,9 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
 typedef struct {
     staple_reg_t *r;
     apr_pool_t *pool;
-    void *more;   /* the due_ctx_t of a refresher round, or NULL */
-    int deferred; /* fetches the deadline came before */
+    void *more;          /* the due_ctx_t of a refresher round, or NULL */
+    int deferred;        /* fetches the deadline came before */
+    apr_time_t deadline; /* of the whole round, or 0 */
 } round_t;
 
 static void store_save(staple_reg_t *r, staple_item_t *it, const unsigned char *der,
@@ -587,8 +588,10 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     char why[256];
 
     it->in_flight = 0;
-    if (!f->started) {
-        /* never asked: left to the refresher, not a responder failure */
+    if (!f->started || (f->status == APR_TIMEUP && rd->deadline &&
+                        now + apr_time_from_msec(50) >= rd->deadline)) {
+        /* never asked, or cut short by the round's deadline (startup):
+         * left to the refresher, not a responder failure */
         rd->deferred++;
         return;
     }
@@ -870,7 +873,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline,
         apr_array_make(p, r->items->nelts, sizeof(staple_fetch_t *));
     apr_array_header_t *waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
     staple_fetch_opts_t opts = {0};
-    round_t rd = {r, p, NULL, 0};
+    round_t rd = {r, p, NULL, 0, deadline};
     due_ctx_t dc = {r, waiting, now + STAPLE_ROUND_MAX, p};
     int i;
 
@@ -889,7 +892,7 @@ static void fetch_due(staple_reg_t *r, apr_time_t now, apr_time_t deadline,
                      &rd, p);
     if (rd.deferred > 0) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, r->s,
-                     "%d OCSP fetch(es) could not start before StapleStartupTimeout: the "
+                     "%d OCSP fetch(es) did not finish before StapleStartupTimeout: the "
                      "background refresher does them",
                      rd.deferred);
     }
