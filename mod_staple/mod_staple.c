@@ -136,7 +136,11 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
     APR_ARRAY_PUSH(it->vhosts, const char *) = vhost_name(p, s);
     apr_hash_set(r->by_id, apr_pmemdup(p, id, id_len), (apr_ssize_t)id_len, it);
 
-    rv = staple_cert_load(&it->cert, p, pem, err, sizeof(err));
+    if (r->issuers == NULL) {
+        /* StapleTrustedCertificate is server-wide: the same for every host */
+        r->issuers = staple_issuers_make(p, sc->trusted);
+    }
+    rv = staple_cert_load(&it->cert, p, pem, r->issuers, err, sizeof(err));
     if (rv == APR_NOTFOUND && it->cert && it->cert->self_signed) {
         if (!quiet) {
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
@@ -154,10 +158,6 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
                          it->cert ? it->cert->subject : "(unreadable)", vhost_name(p, s),
                          err);
         }
-        return DECLINED;
-    }
-    /* server-wide, inherited by every virtual host's configuration */
-    if (sc->trusted && staple_cert_add_trusted(it->cert, sc->trusted) != APR_SUCCESS) {
         return DECLINED;
     }
     it->url = sc->force_url ? sc->force_url : it->cert->ocsp_url;
@@ -201,6 +201,7 @@ static void report_unprimed_file(staple_reg_t *r, server_rec *s, const char *fil
     apr_finfo_t fi;
     apr_size_t len;
     char *pem, err[256];
+    unsigned char id[STAPLE_ID_LEN];
     staple_cert_t *cert;
     apr_status_t rv;
 
@@ -224,7 +225,12 @@ static void report_unprimed_file(staple_reg_t *r, server_rec *s, const char *fil
         return;
     }
     pem[len] = '\0';
-    staple_cert_load(&cert, p, pem, err, sizeof(err));
+    /* the common case, a primed certificate, without parsing it */
+    if (!staple_pem_first_id(pem, len, id) ||
+        apr_hash_get(r->primed, id, STAPLE_ID_LEN)) {
+        return;
+    }
+    staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
     if (cert == NULL || apr_hash_get(r->primed, cert->id, STAPLE_ID_LEN) ||
         apr_hash_get(seen, cert->id_hex, APR_HASH_KEY_STRING)) {
         return; /* primed (claimed or declined with a reason), or said already */
@@ -757,7 +763,7 @@ static int load_from_store(staple_reg_t *r, staple_item_t *it, apr_time_t now,
  */
 static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_pool_t *p)
 {
-    unsigned char *der;
+    unsigned char *der = NULL;
     apr_size_t der_len;
     apr_time_t fetched_at, due;
     staple_slot_t *sl = &r->slots[it->index];
@@ -765,13 +771,17 @@ static int adopt_cached(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_
     char why[256];
     apr_status_t rv;
 
-    if (sl->valid_until == 0) {
+    if (sl->valid_until == 0 &&
         /* nothing known yet on this server: the store on disk comes first,
          * it does not depend on a cache on the network answering */
-        load_from_store(r, it, now, p);
+        load_from_store(r, it, now, p) && r->local == &r->shared) {
+        /* StapleCache is this server's alone and now holds the response
+         * just verified: reading it back would verify it twice */
+        rv = APR_NOTFOUND;
+    } else {
+        rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
+                        sizeof(why), p);
     }
-    rv = cache_load(r, &r->shared, it, now, &der, &der_len, &fetched_at, &info, why,
-                    sizeof(why), p);
     if (rv == APR_EINVAL) {
         /* corrupt, or not for this certificate: fetch now, which also
          * replaces it for every server sharing the cache */
@@ -1403,7 +1413,7 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     if (start_refresher(r, pconf) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    for (i = 0; i < r->items->nelts; i++) {
+    for (i = 0; APLOGdebug(s) && i < r->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "stapling %s for %s",
                      it->cert->subject, apr_array_pstrcat(ptemp, it->vhosts, ','));

@@ -112,6 +112,7 @@ typedef struct {
     server_rec *s;
     apr_hash_t *by_id;
     apr_hash_t *primed;        /* every id mod_ssl primed, claimed or not */
+    staple_issuers_t *issuers; /* the issuers of the primed certificates */
     apr_array_header_t *items; /* staple_item_t *, claimed ones only */
     staple_srv_conf_t *gc;
     staple_check_params_t check;

@@ -5,9 +5,11 @@
 
 #include <apr_base64.h>
 #include <apr_escape.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "staple_ocsp.h"
@@ -46,12 +48,161 @@ static apr_status_t cert_cleanup(void *data)
     staple_cert_t *c = data;
 
     OCSP_CERTID_free(c->certid);
-    X509_STORE_free(c->store);
-    sk_X509_pop_free(c->signers, X509_free);
-    X509_free(c->issuer);
-    X509_free(c->x509);
     OPENSSL_free(c->req_der);
     return APR_SUCCESS;
+}
+
+static apr_status_t issuer_cleanup(void *data)
+{
+    staple_issuer_t *is = data;
+
+    X509_STORE_free(is->store);
+    sk_X509_pop_free(is->signers, X509_free);
+    X509_free(is->x509);
+    return APR_SUCCESS;
+}
+
+struct staple_issuers_t {
+    apr_pool_t *pool;
+    apr_hash_t *by_digest;   /* SHA-1 of the issuer's DER -> staple_issuer_t */
+    STACK_OF(X509) *trusted; /* StapleTrustedCertificate, or NULL */
+};
+
+staple_issuers_t *staple_issuers_make(apr_pool_t *p, STACK_OF(X509) *trusted)
+{
+    staple_issuers_t *set = apr_pcalloc(p, sizeof(*set));
+
+    set->pool = p;
+    set->by_digest = apr_hash_make(p);
+    set->trusted = trusted;
+    return set;
+}
+
+int staple_issuers_count(const staple_issuers_t *set)
+{
+    return (int)apr_hash_count(set->by_digest);
+}
+
+/*
+ * An issuer record taking over x509. The issuer is the trust anchor even
+ * when it is an intermediate CA. Trusted certificates get explicit trust
+ * for OCSP signing: OCSP_basic_verify accepts a signer whose chain ends at
+ * such an anchor even when it is not the certificate's issuer.
+ */
+static staple_issuer_t *issuer_make(apr_pool_t *p, X509 *x509, STACK_OF(X509) *trusted)
+{
+    staple_issuer_t *is = apr_pcalloc(p, sizeof(*is));
+    int i;
+
+    is->x509 = x509;
+    apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
+    is->store = X509_STORE_new();
+    is->signers = sk_X509_new_null();
+    if (is->store == NULL || is->signers == NULL ||
+        !X509_STORE_add_cert(is->store, x509) || !X509_up_ref(x509)) {
+        return NULL;
+    }
+    if (!sk_X509_push(is->signers, x509)) {
+        X509_free(x509);
+        return NULL;
+    }
+    X509_STORE_set_flags(is->store, X509_V_FLAG_PARTIAL_CHAIN);
+    for (i = 0; trusted && i < sk_X509_num(trusted); i++) {
+        X509 *t = X509_dup(sk_X509_value(trusted, i));
+        int ok = t && X509_add1_trust_object(t, OBJ_nid2obj(NID_OCSP_sign)) &&
+                 X509_STORE_add_cert(is->store, t);
+        X509_free(t);
+        if (!ok) {
+            return NULL;
+        }
+    }
+    return is;
+}
+
+/* The next certificate block of a PEM text, decoded to DER (OPENSSL_free it);
+ * other blocks (keys, parameters) are skipped. NULL at the end. */
+static unsigned char *pem_next_cert(BIO *bio, long *len)
+{
+    char *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+
+    while (PEM_read_bio(bio, &name, &header, &data, len) == 1) {
+        int cert = !strcmp(name, PEM_STRING_X509) || !strcmp(name, PEM_STRING_X509_OLD);
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        if (cert && *len > 0) {
+            return data;
+        }
+        OPENSSL_free(data);
+        data = NULL;
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+int staple_pem_first_id(const char *pem, apr_size_t len, unsigned char id[STAPLE_ID_LEN])
+{
+    BIO *bio;
+    unsigned char *der;
+    long der_len = 0;
+
+    if (len > INT_MAX || (bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+        return 0;
+    }
+    der = pem_next_cert(bio, &der_len);
+    BIO_free(bio);
+    if (der == NULL) {
+        return 0;
+    }
+    SHA1(der, (size_t)der_len, id);
+    OPENSSL_free(der);
+    return 1;
+}
+
+/*
+ * The issuer of x among the certificates left in bio: the first that issued
+ * it. With a set, each distinct certificate is parsed once and kept.
+ */
+static const staple_issuer_t *find_issuer(BIO *bio, X509 *x, staple_issuers_t *set,
+                                          apr_pool_t *p, int *oom)
+{
+    unsigned char *der, md[SHA_DIGEST_LENGTH];
+    long len;
+
+    while ((der = pem_next_cert(bio, &len)) != NULL) {
+        const unsigned char *q = der;
+        staple_issuer_t *is = NULL;
+        X509 *cand;
+
+        if (set) {
+            SHA1(der, (size_t)len, md);
+            is = apr_hash_get(set->by_digest, md, sizeof(md));
+        }
+        if (is) {
+            OPENSSL_free(der);
+            if (X509_check_issued(is->x509, x) == X509_V_OK) {
+                return is;
+            }
+            continue;
+        }
+        cand = d2i_X509(NULL, &q, len);
+        OPENSSL_free(der);
+        if (cand == NULL || X509_check_issued(cand, x) != X509_V_OK) {
+            X509_free(cand);
+            continue;
+        }
+        is = issuer_make(set ? set->pool : p, cand, set ? set->trusted : NULL);
+        if (is == NULL) {
+            *oom = 1;
+            return NULL;
+        }
+        if (set) {
+            apr_hash_set(set->by_digest, apr_pmemdup(set->pool, md, sizeof(md)),
+                         sizeof(md), is);
+        }
+        return is;
+    }
+    return NULL;
 }
 
 static const char *name_oneline(apr_pool_t *p, const X509_NAME *name)
@@ -150,93 +301,64 @@ static apr_status_t make_request(staple_cert_t *c)
 }
 
 apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *pem,
-                              char *err, apr_size_t errlen)
+                              staple_issuers_t *issuers, char *err, apr_size_t errlen)
 {
     staple_cert_t *c = apr_pcalloc(p, sizeof(*c));
     BIO *bio = BIO_new_mem_buf(pem, -1);
-    X509 *x;
-    unsigned int mdlen = 0;
+    const unsigned char *q;
+    unsigned char *der = NULL;
+    long der_len = 0;
+    X509 *x = NULL;
+    apr_status_t rv = APR_SUCCESS;
+    int oom = 0;
 
     *pcert = NULL;
     apr_pool_cleanup_register(p, c, cert_cleanup, apr_pool_cleanup_null);
-    if (bio == NULL || (c->x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+    if (bio == NULL || (der = pem_next_cert(bio, &der_len)) == NULL ||
+        (q = der, x = d2i_X509(NULL, &q, der_len)) == NULL) {
         BIO_free(bio);
+        OPENSSL_free(der);
+        ERR_clear_error();
         apr_cpystrn(err, "no PEM certificate found", errlen);
         return APR_EINVAL;
     }
-    /* The issuer is the first certificate after the leaf that issued it. */
-    while (c->issuer == NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        if (X509_check_issued(x, c->x509) == X509_V_OK) {
-            c->issuer = x;
-        } else {
-            X509_free(x);
-        }
-    }
-    BIO_free(bio);
-    ERR_clear_error();
-
-    if (!X509_digest(c->x509, EVP_sha1(), c->id, &mdlen) || mdlen != STAPLE_ID_LEN) {
-        apr_cpystrn(err, "cannot compute the certificate's SHA-1", errlen);
-        return APR_EGENERAL;
-    }
+    /* the id mod_ssl primes the certificate with: the SHA-1 of its DER */
+    SHA1(der, (size_t)der_len, c->id);
+    OPENSSL_free(der);
     c->id_hex = staple_hex(p, c->id, STAPLE_ID_LEN);
-    c->subject = name_oneline(p, X509_get_subject_name(c->x509));
-    c->serial = serial_hex(p, c->x509);
-    c->ocsp_url = first_ocsp_url(p, c->x509);
-    c->must_staple = has_must_staple(c->x509);
+    c->subject = name_oneline(p, X509_get_subject_name(x));
+    c->serial = serial_hex(p, x);
+    c->ocsp_url = first_ocsp_url(p, x);
+    c->must_staple = has_must_staple(x);
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     /* names, key identifiers and signature; key usage does not matter here */
-    c->self_signed = (X509_self_signed(c->x509, 1) == 1);
+    c->self_signed = (X509_self_signed(x, 1) == 1);
 #else
-    c->self_signed = (X509_check_issued(c->x509, c->x509) == X509_V_OK);
+    c->self_signed = (X509_check_issued(x, x) == X509_V_OK);
 #endif
-    staple_asn1_to_time(X509_get0_notAfter(c->x509), &c->not_after);
+    staple_asn1_to_time(X509_get0_notAfter(x), &c->not_after);
     ERR_clear_error();
-    *pcert = c;
 
-    if (c->issuer == NULL) {
+    c->issuer = find_issuer(bio, x, issuers, p, &oom);
+    BIO_free(bio);
+    ERR_clear_error();
+    if (c->issuer == NULL && !oom) {
         apr_cpystrn(err,
                     c->self_signed ? "certificate is self-signed"
                                    : "issuer certificate not found in the chain",
                     errlen);
-        return APR_NOTFOUND;
-    }
-
-    c->certid = OCSP_cert_to_id(EVP_sha1(), c->x509, c->issuer);
-    c->store = X509_STORE_new();
-    c->signers = sk_X509_new_null();
-    if (c->certid == NULL || c->store == NULL || c->signers == NULL ||
-        !X509_STORE_add_cert(c->store, c->issuer) || !X509_up_ref(c->issuer) ||
-        !sk_X509_push(c->signers, c->issuer) || make_request(c) != APR_SUCCESS) {
+        *pcert = c;
+        rv = APR_NOTFOUND;
+    } else if (oom ||
+               (c->certid = OCSP_cert_to_id(EVP_sha1(), x, c->issuer->x509)) == NULL ||
+               make_request(c) != APR_SUCCESS) {
         apr_cpystrn(err, "out of memory preparing the OCSP request", errlen);
-        *pcert = NULL;
-        return APR_ENOMEM;
+        rv = APR_ENOMEM;
+    } else {
+        *pcert = c;
     }
-    /* The issuer is the trust anchor even when it is an intermediate CA. */
-    X509_STORE_set_flags(c->store, X509_V_FLAG_PARTIAL_CHAIN);
-    return APR_SUCCESS;
-}
-
-apr_status_t staple_cert_add_trusted(staple_cert_t *c, STACK_OF(X509) *trusted)
-{
-    int i;
-
-    if (c->store == NULL) {
-        return APR_SUCCESS;
-    }
-    for (i = 0; i < sk_X509_num(trusted); i++) {
-        X509 *x = X509_dup(sk_X509_value(trusted, i));
-        /* Explicit trust for OCSP signing: OCSP_basic_verify accepts a signer
-         * whose chain ends at such an anchor even when it is not the
-         * certificate's issuer. */
-        if (x == NULL || !X509_add1_trust_object(x, OBJ_nid2obj(NID_OCSP_sign)) ||
-            !X509_STORE_add_cert(c->store, x)) {
-            X509_free(x);
-            return APR_ENOMEM;
-        }
-        X509_free(x);
-    }
-    return APR_SUCCESS;
+    X509_free(x);
+    return rv;
 }
 
 static apr_status_t free_x509_stack(void *data)
@@ -363,7 +485,7 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
     /* The issuer is offered as a possible signer (responses signed by the CA
      * itself often carry no certificates); delegated responders must chain to
      * the issuer and carry id-kp-OCSPSigning, which OCSP_basic_verify checks. */
-    if (OCSP_basic_verify(basic, cert->signers, cert->store, 0) <= 0) {
+    if (OCSP_basic_verify(basic, cert->issuer->signers, cert->issuer->store, 0) <= 0) {
         rc = fail(STAPLE_CHECK_SIGNATURE, why, whylen,
                   "signature not verified against the issuer: %s",
                   openssl_error(ebuf, sizeof(ebuf)));

@@ -13,16 +13,43 @@
 #include "staple_util.h"
 
 /**
+ * An issuing CA as OCSP verification needs it. Certificates of the same
+ * issuer share one (see staple_issuers_t).
+ */
+typedef struct staple_issuer_t {
+    X509 *x509;              /**< the issuer certificate */
+    X509_STORE *store;       /**< the issuer as sole trust anchor, plus
+                                  StapleTrustedCertificate anchors */
+    STACK_OF(X509) *signers; /**< the issuer, for responses without certs */
+} staple_issuer_t;
+
+/**
+ * The issuers met while loading certificates, each parsed once: with
+ * thousands of certificates of one CA, one X509 and one X509_STORE serve
+ * them all. Not thread-safe while loading; read-only afterwards.
+ */
+typedef struct staple_issuers_t staple_issuers_t;
+
+/**
+ * A set of issuers whose verification also trusts these certificates for
+ * OCSP signing, and responders they issued (StapleTrustedCertificate): for
+ * responders outside the issuer's hierarchy.
+ * @param p pool of the set; its cleanup frees the OpenSSL objects
+ * @param trusted certificates to trust for OCSP signing (copied), or NULL
+ */
+staple_issuers_t *staple_issuers_make(apr_pool_t *p, STACK_OF(X509) *trusted);
+
+/** How many distinct issuers the set holds. */
+int staple_issuers_count(const staple_issuers_t *set);
+
+/**
  * A certificate to staple, with its issuer and everything derived from them.
  * Created by staple_cert_load(), read-only afterwards, safe to share between
- * threads. The OpenSSL objects are freed by a cleanup of the pool.
+ * threads. The certificate itself is not kept: only what OCSP needs.
  */
 typedef struct staple_cert_t {
-    X509 *x509;                      /**< the certificate */
-    X509 *issuer;                    /**< its issuer (NULL when self-signed) */
+    const staple_issuer_t *issuer;   /**< NULL when self-signed or not found */
     OCSP_CERTID *certid;             /**< SHA-1 CertID, as sent in requests */
-    X509_STORE *store;               /**< the issuer as sole trust anchor */
-    STACK_OF(X509) *signers;         /**< the issuer, for responses without certs */
     unsigned char id[STAPLE_ID_LEN]; /**< SHA-1 of the certificate's DER */
     const char *id_hex;              /**< id in hex, for file names and logs */
     const char *subject;             /**< one-line subject for log lines */
@@ -41,22 +68,22 @@ typedef struct staple_cert_t {
  * @param pcert receives the certificate record
  * @param p pool for the record; its cleanup frees the OpenSSL objects
  * @param pem the certificate first, then the issuer (and possibly more)
+ * @param issuers where the issuer is looked up and kept, shared with other
+ *        certificates; NULL: a private issuer, freed with p
  * @param err buffer for a reason on failure
  * @return APR_SUCCESS, APR_EINVAL for unparseable PEM, APR_NOTFOUND when the
  *         issuer is missing from the chain (a self-signed certificate loads
  *         with self_signed set and no issuer)
  */
 apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *pem,
-                              char *err, apr_size_t errlen);
+                              staple_issuers_t *issuers, char *err, apr_size_t errlen);
 
 /**
- * Also accept responses signed by these certificates, or by responders
- * they issued (StapleTrustedCertificate): for responders outside the
- * issuer's hierarchy. Call before the certificate is shared between threads.
- * @param trusted certificates to trust for OCSP signing (copied)
- * @return APR_SUCCESS, or APR_ENOMEM
+ * The SHA-1 of the first certificate of a PEM text (the id mod_ssl primes
+ * it with), without parsing it: cheap enough to look thousands up.
+ * @return 1 and the digest in id, or 0 when the text holds no certificate
  */
-apr_status_t staple_cert_add_trusted(staple_cert_t *cert, STACK_OF(X509) *trusted);
+int staple_pem_first_id(const char *pem, apr_size_t len, unsigned char id[STAPLE_ID_LEN]);
 
 /**
  * Read every certificate of a PEM file.

@@ -125,7 +125,7 @@ static void fuzz_init_cert(void)
     staple_cert_t *cert;
     char err[256];
     apr_status_t rv =
-        staple_cert_load(&cert, fuzz_pool, fuzz_chain_pem, err, sizeof(err));
+        staple_cert_load(&cert, fuzz_pool, fuzz_chain_pem, NULL, err, sizeof(err));
 
     if (rv != APR_SUCCESS || cert == NULL || cert->certid == NULL) {
         fprintf(stderr, "fuzz: cannot load the fixed certificate of fuzz_pki.h: %s\n",

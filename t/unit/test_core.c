@@ -163,7 +163,7 @@ static void make_pki(void)
         issue("Other Responder", &other_root, 0, "critical,OCSPSigning", NULL, 0);
     stranger = issue("Stranger", NULL, 0, "critical,OCSPSigning", NULL, 0);
     selfsigned = issue("selfsigned.test", NULL, 0, NULL, NULL, 0);
-    if (staple_cert_load(&leaf_sc, pool, to_pem(leaf.cert, inter.cert), err,
+    if (staple_cert_load(&leaf_sc, pool, to_pem(leaf.cert, inter.cert), NULL, err,
                          sizeof(err)) != APR_SUCCESS) {
         fprintf(stderr, "cannot load the test leaf: %s\n", err);
         abort();
@@ -277,24 +277,66 @@ static void test_cert_load(void)
     CHECK(strlen(leaf_sc->id_hex) == 40);
     CHECK(leaf_sc->req_der != NULL && leaf_sc->req_len > 0);
 
-    CHECK(staple_cert_load(&c, pool, to_pem(leaf2.cert, inter.cert), err, sizeof(err)) ==
-          APR_SUCCESS);
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf2.cert, inter.cert), NULL, err,
+                           sizeof(err)) == APR_SUCCESS);
     CHECK(c && c->must_staple == 0);
 
     /* issuer missing from the chain */
-    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, NULL), err, sizeof(err)) ==
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, NULL), NULL, err, sizeof(err)) ==
           APR_NOTFOUND);
     CHECK(c && !c->self_signed);
     /* wrong certificate after the leaf */
-    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, other_root.cert), err,
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, other_root.cert), NULL, err,
                            sizeof(err)) == APR_NOTFOUND);
     /* self-signed */
-    CHECK(staple_cert_load(&c, pool, to_pem(selfsigned.cert, NULL), err, sizeof(err)) ==
-          APR_NOTFOUND);
+    CHECK(staple_cert_load(&c, pool, to_pem(selfsigned.cert, NULL), NULL, err,
+                           sizeof(err)) == APR_NOTFOUND);
     CHECK(c && c->self_signed && c->ocsp_url == NULL);
     /* garbage */
-    CHECK(staple_cert_load(&c, pool, "not a certificate", err, sizeof(err)) ==
+    CHECK(staple_cert_load(&c, pool, "not a certificate", NULL, err, sizeof(err)) ==
           APR_EINVAL);
+}
+
+/* Certificates of one CA share one parsed issuer; the id is found cheaply. */
+static void test_issuer_set(void)
+{
+    staple_issuers_t *set = staple_issuers_make(pool, NULL);
+    staple_cert_t *a, *b, *d;
+    unsigned char id[20];
+    char err[256], *pem;
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+    apr_size_t len;
+    unsigned char *der;
+    char why[256];
+
+    CHECK(staple_cert_load(&a, pool, to_pem(leaf.cert, inter.cert), set, err,
+                           sizeof(err)) == APR_SUCCESS);
+    CHECK(staple_cert_load(&b, pool, to_pem(leaf2.cert, inter.cert), set, err,
+                           sizeof(err)) == APR_SUCCESS);
+    CHECK(a->issuer != NULL && a->issuer == b->issuer);
+    CHECK(staple_issuers_count(set) == 1);
+    /* an interned certificate that did not issue this one is passed over */
+    CHECK(staple_cert_load(&d, pool, to_pem(inter.cert, root.cert), set, err,
+                           sizeof(err)) == APR_SUCCESS);
+    CHECK(staple_issuers_count(set) == 2 && d->issuer != a->issuer);
+    CHECK(staple_cert_load(&d, pool, to_pem(leaf.cert, root.cert), set, err,
+                           sizeof(err)) == APR_NOTFOUND);
+    CHECK(staple_issuers_count(set) == 2);
+    /* verification through the shared issuer */
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(a, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_OK);
+
+    pem = to_pem(leaf.cert, inter.cert);
+    CHECK(staple_pem_first_id(pem, strlen(pem), id) == 1 && !memcmp(id, a->id, 20));
+    /* blocks before the certificate are skipped */
+    pem = apr_pstrcat(pool,
+                      "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n"
+                      "-----END EC PARAMETERS-----\n",
+                      pem, NULL);
+    CHECK(staple_pem_first_id(pem, strlen(pem), id) == 1 && !memcmp(id, a->id, 20));
+    CHECK(staple_pem_first_id("no pem here", 11, id) == 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -399,10 +441,10 @@ static void test_trusted_certificate(void)
     char why[256];
 
     /* a responder of another CA is accepted once that CA is trusted */
-    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert), err, sizeof(err)) ==
-          APR_SUCCESS);
     sk_X509_push(trusted, other_root.cert);
-    CHECK(staple_cert_add_trusted(c, trusted) == APR_SUCCESS);
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert),
+                           staple_issuers_make(pool, trusted), err,
+                           sizeof(err)) == APR_SUCCESS);
     s.signer = &other_responder;
     der = make_resp(&s, &len);
     CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
@@ -418,9 +460,9 @@ static void test_trusted_certificate(void)
     /* a trusted responder certificate itself */
     sk_X509_zero(trusted);
     sk_X509_push(trusted, stranger.cert);
-    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert), err, sizeof(err)) ==
-          APR_SUCCESS);
-    CHECK(staple_cert_add_trusted(c, trusted) == APR_SUCCESS);
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert),
+                           staple_issuers_make(pool, trusted), err,
+                           sizeof(err)) == APR_SUCCESS);
     CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
                             sizeof(why)) == STAPLE_CHECK_OK);
     sk_X509_free(trusted);
@@ -817,6 +859,7 @@ int main(void)
     make_pki();
 
     run_case("certificate loading", test_cert_load);
+    run_case("issuers shared between certificates", test_issuer_set);
     run_case("accept: delegated responder, good", test_accept_delegated_good);
     run_case("accept: signed by the issuer, no certs",
              test_accept_issuer_signed_without_certs);
