@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <apr_allocator.h>
 #include <apr_atomic.h>
 #include <apr_file_info.h>
 #include <apr_file_io.h>
@@ -111,8 +112,6 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
                         const char *pem)
 {
     staple_srv_conf_t *sc = staple_srv_conf(s);
-    /* httpd reads its configuration twice at startup; say things once */
-    int quiet = (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG);
     staple_reg_t *r;
     staple_item_t *it;
     apr_status_t rv;
@@ -125,6 +124,12 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
     apr_hash_set(r->primed, apr_pmemdup(p, id, id_len), (apr_ssize_t)id_len, r);
     if (sc->engine == 0) {
         return DECLINED;
+    }
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        /* httpd's first configuration pass at startup is thrown away and
+         * serves no handshake: claim without the cost of reading the
+         * certificate (thousands of them add up), decide in the real pass */
+        return OK;
     }
     it = apr_hash_get(r->by_id, id, (apr_ssize_t)id_len);
     if (it) {
@@ -142,32 +147,26 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
     }
     rv = staple_cert_load(&it->cert, p, pem, r->issuers, err, sizeof(err));
     if (rv == APR_NOTFOUND && it->cert && it->cert->self_signed) {
-        if (!quiet) {
-            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                         "certificate %s (serial %s) is self-signed: there is no "
-                         "responder to ask, not stapling it",
-                         it->cert->subject, it->cert->serial);
-        }
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) is self-signed: there is no "
+                     "responder to ask, not stapling it",
+                     it->cert->subject, it->cert->serial);
         return DECLINED;
     }
     if (rv != APR_SUCCESS) {
-        if (!quiet) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "certificate %s of server %s cannot be stapled: %s; put the "
-                         "issuer certificate after it in SSLCertificateFile",
-                         it->cert ? it->cert->subject : "(unreadable)", vhost_name(p, s),
-                         err);
-        }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "certificate %s of server %s cannot be stapled: %s; put the "
+                     "issuer certificate after it in SSLCertificateFile",
+                     it->cert ? it->cert->subject : "(unreadable)", vhost_name(p, s),
+                     err);
         return DECLINED;
     }
     it->url = sc->force_url ? sc->force_url : it->cert->ocsp_url;
     if (it->url == NULL) {
-        if (!quiet) {
-            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                         "certificate %s (serial %s) has no OCSP responder URL and no "
-                         "StapleForceURL is set: not stapling it",
-                         it->cert->subject, it->cert->serial);
-        }
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) has no OCSP responder URL and no "
+                     "StapleForceURL is set: not stapling it",
+                     it->cert->subject, it->cert->serial);
         return DECLINED;
     }
     /* The key is the certificate's SHA-1 itself: shmcb picks a subcache by
@@ -178,12 +177,9 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
     it->claimed = 1;
     it->index = r->items->nelts;
     APR_ARRAY_PUSH(r->items, staple_item_t *) = it;
-    if (!quiet) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                     "claimed certificate %s (serial %s%s), responder %s",
-                     it->cert->subject, it->cert->serial,
-                     it->cert->must_staple ? ", Must-Staple" : "", it->url);
-    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 "claimed certificate %s (serial %s%s), responder %s", it->cert->subject,
+                 it->cert->serial, it->cert->must_staple ? ", Must-Staple" : "", it->url);
     return OK;
 }
 
@@ -1162,6 +1158,7 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
 {
     staple_reg_t *r = data;
     apr_time_t now = apr_time_now(), next;
+    apr_allocator_t *alloc;
     apr_pool_t *p;
     int i;
 
@@ -1174,7 +1171,14 @@ static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
         break;
 
     case AP_WATCHDOG_STATE_RUNNING:
-        apr_pool_create(&p, wpool);
+        /* a round's own allocator, freed with it: the first round after
+         * a cold start with thousands of certificates is much larger than
+         * the next ones, and its memory should not stay with the process */
+        if (apr_allocator_create(&alloc) != APR_SUCCESS) {
+            return APR_SUCCESS;
+        }
+        apr_pool_create_ex(&p, wpool, NULL, alloc);
+        apr_allocator_owner_set(alloc, p);
         apr_pool_tag(p, "staple_refresher");
         fetch_due(r, now, 0, 1, p);
         run_events(r, apr_time_now(), p);

@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -12,10 +13,14 @@ typedef struct {
     struct curl_slist *headers;
     apr_pool_t *pool;
     apr_time_t started;
-    unsigned char *buf;
+    unsigned char *buf; /* malloc'ed, grows with the body */
     apr_size_t len;
+    apr_size_t cap;
     int too_large;
 } transfer_t;
+
+/* First allocation for a body: most OCSP responses fit. */
+#define STAPLE_BODY_INITIAL 4096
 
 apr_status_t staple_fetch_global_init(void)
 {
@@ -31,13 +36,43 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
         t->too_large = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (t->buf == NULL) {
-        /* the limit is small: one allocation for any answer we accept */
-        t->buf = apr_palloc(t->pool, STAPLE_MAX_RESPONSE_LEN);
+    if (t->len + n > t->cap) {
+        /* grown as needed: a refresh of thousands of certificates must not
+         * reserve the limit for each of them */
+        apr_size_t cap = t->cap ? t->cap : STAPLE_BODY_INITIAL;
+        unsigned char *buf;
+        while (cap < t->len + n) {
+            cap *= 2;
+        }
+        if (cap > STAPLE_MAX_RESPONSE_LEN) {
+            cap = STAPLE_MAX_RESPONSE_LEN;
+        }
+        if ((buf = realloc(t->buf, cap)) == NULL) {
+            return 0;
+        }
+        t->buf = buf;
+        t->cap = cap;
     }
     memcpy(t->buf + t->len, data, n);
     t->len += n;
     return n;
+}
+
+/* Hand a finished fetch to the caller, then free its body: with a callback
+ * the body lives until it returns, without one it is copied to the pool. */
+static void deliver(transfer_t *t, staple_fetch_done_fn *done, void *ctx)
+{
+    staple_fetch_t *f = t->f;
+
+    if (done) {
+        done(f, ctx);
+        f->body = NULL;
+    } else if (f->body) {
+        f->body = apr_pmemdup(t->pool, f->body, f->body_len);
+    }
+    free(t->buf);
+    t->buf = NULL;
+    t->len = t->cap = 0;
 }
 
 static apr_interval_time_t time_left(const staple_fetch_opts_t *opts, apr_time_t deadline)
@@ -212,9 +247,7 @@ apr_status_t staple_fetch_run(apr_array_header_t *fetches,
                 running++;
             } else {
                 release_transfer(multi, t);
-                if (done) {
-                    done(t->f, ctx);
-                }
+                deliver(t, done, ctx);
             }
         }
         if (curl_multi_perform(multi, &still) != CURLM_OK) {
@@ -229,9 +262,7 @@ apr_status_t staple_fetch_run(apr_array_header_t *fetches,
             finish_transfer(t, msg->data.result);
             release_transfer(multi, t);
             running--;
-            if (done) {
-                done(t->f, ctx);
-            }
+            deliver(t, done, ctx);
         }
         if (running > 0) {
             curl_multi_poll(multi, NULL, 0, 100, NULL);
@@ -245,9 +276,7 @@ apr_status_t staple_fetch_run(apr_array_header_t *fetches,
             t->f->status = APR_EGENERAL;
             apr_cpystrn(t->f->error, "transfer aborted", sizeof(t->f->error));
             release_transfer(multi, t);
-            if (done) {
-                done(t->f, ctx);
-            }
+            deliver(t, done, ctx);
         }
     }
     curl_multi_cleanup(multi);

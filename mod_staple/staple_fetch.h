@@ -22,7 +22,8 @@ typedef struct staple_fetch_t {
     int started;         /**< 0 when the deadline came before it could start */
     const char *method;  /**< "GET" or "POST" */
     long http_status;    /**< 0 when no HTTP answer came */
-    unsigned char *body; /**< response body, from the run's pool */
+    unsigned char *body; /**< response body: valid until the done callback
+                              returns; without one, from the run's pool */
     apr_size_t body_len;
     apr_interval_time_t duration; /**< from start to last byte (or failure) */
     char error[256];              /**< reason when status is not APR_SUCCESS */
