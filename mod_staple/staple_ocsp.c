@@ -58,6 +58,8 @@ static apr_status_t issuer_cleanup(void *data)
 
     X509_STORE_free(is->store);
     sk_X509_pop_free(is->signers, X509_free);
+    sk_X509_pop_free(is->vouched, X509_free);
+    CRYPTO_THREAD_lock_free(is->lock);
     X509_free(is->x509);
     return APR_SUCCESS;
 }
@@ -98,8 +100,10 @@ static staple_issuer_t *issuer_make(apr_pool_t *p, X509 *x509, STACK_OF(X509) *t
     apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
     is->store = X509_STORE_new();
     is->signers = sk_X509_new_null();
-    if (is->store == NULL || is->signers == NULL ||
-        !X509_STORE_add_cert(is->store, x509) || !X509_up_ref(x509)) {
+    is->vouched = sk_X509_new_null();
+    is->lock = CRYPTO_THREAD_lock_new();
+    if (is->store == NULL || is->signers == NULL || is->vouched == NULL ||
+        is->lock == NULL || !X509_STORE_add_cert(is->store, x509) || !X509_up_ref(x509)) {
         return NULL;
     }
     if (!sk_X509_push(is->signers, x509)) {
@@ -439,6 +443,136 @@ static const char *openssl_error(char *buf, apr_size_t len)
     return used ? buf : "no detail";
 }
 
+/* At most this many signers vouched for per issuer. */
+#define STAPLE_VOUCHED_MAX 4
+
+static apr_time_t cert_time(const ASN1_TIME *t)
+{
+    apr_time_t at = 0;
+
+    staple_asn1_to_time(t, &at);
+    return at;
+}
+
+/*
+ * Remember a signer that passed the whole verification: the issuer itself,
+ * or a responder it issued (one chaining to a StapleTrustedCertificate
+ * anchor is verified in full each time). One per subject: a renewed
+ * responder certificate replaces the old one.
+ */
+static void vouch(staple_issuer_t *is, X509 *signer)
+{
+    apr_time_t from, until;
+    int i;
+
+    if (signer != is->x509 && X509_check_issued(is->x509, signer) != X509_V_OK) {
+        return;
+    }
+    from = cert_time(X509_get0_notBefore(signer));
+    until = cert_time(X509_get0_notAfter(signer));
+    if (!CRYPTO_THREAD_write_lock(is->lock)) {
+        return;
+    }
+    for (i = sk_X509_num(is->vouched) - 1; i >= 0; i--) {
+        X509 *v = sk_X509_value(is->vouched, i);
+        if (!X509_cmp(v, signer)) {
+            goto out; /* another thread was first */
+        }
+        if (!X509_NAME_cmp(X509_get_subject_name(v), X509_get_subject_name(signer))) {
+            X509_free(sk_X509_delete(is->vouched, i));
+        }
+    }
+    if (sk_X509_num(is->vouched) == 0) {
+        /* the issuer bounds every chain */
+        is->vouched_from = cert_time(X509_get0_notBefore(is->x509));
+        is->vouched_until = cert_time(X509_get0_notAfter(is->x509));
+    }
+    if (sk_X509_num(is->vouched) < STAPLE_VOUCHED_MAX && X509_up_ref(signer)) {
+        if (!sk_X509_push(is->vouched, signer)) {
+            X509_free(signer);
+            goto out;
+        }
+        if (from > is->vouched_from) {
+            is->vouched_from = from;
+        }
+        if (until < is->vouched_until) {
+            is->vouched_until = until;
+        }
+    }
+out:
+    CRYPTO_THREAD_unlock(is->lock);
+}
+
+/* 1 when every SingleResponse is about a certificate of this one's issuer,
+ * as OCSP_basic_verify's own issuer checks demand of the whole response. */
+static int one_issuer(OCSP_BASICRESP *basic, const OCSP_CERTID *certid)
+{
+    int i, n = OCSP_resp_count(basic);
+
+    for (i = 0; i < n; i++) {
+        const OCSP_CERTID *id = OCSP_SINGLERESP_get0_id(OCSP_resp_get0(basic, i));
+        if (id == NULL || OCSP_id_issuer_cmp(id, certid) != 0) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/*
+ * OCSP_basic_verify, with the chain checks of a signer verified before for
+ * this issuer skipped while every certificate involved is valid: only the
+ * response's signature is checked then, with the vouched certificate's key.
+ * What clients would refuse is refused as before: the signer must come
+ * with the response (or be the issuer), as clients need it to verify the
+ * staple, and every status in it must be about this issuer's certificates.
+ */
+static int verify_response(const staple_cert_t *cert, OCSP_BASICRESP *basic)
+{
+    staple_issuer_t *is = (staple_issuer_t *)cert->issuer; /* vouched changes */
+    apr_time_t now = apr_time_now();
+    X509 *signer = NULL;
+    int ok = 0, expired = 0, i;
+
+    /* the response's own certificates, then the issuer */
+    if (OCSP_resp_get0_signer(basic, &signer, is->signers) != 1) {
+        signer = NULL;
+    }
+    if (signer && one_issuer(basic, cert->certid) && CRYPTO_THREAD_read_lock(is->lock)) {
+        if (sk_X509_num(is->vouched) > 0 &&
+            (now < is->vouched_from || now >= is->vouched_until)) {
+            expired = 1;
+        }
+        for (i = 0; !expired && i < sk_X509_num(is->vouched); i++) {
+            if (!X509_cmp(sk_X509_value(is->vouched, i), signer)) {
+                /* signature only (TRUSTOTHER), with the vouched copy
+                 * (NOINTERN: not with one the response carries) */
+                ok = OCSP_basic_verify(basic, is->vouched, is->store,
+                                       OCSP_TRUSTOTHER | OCSP_NOINTERN) > 0;
+                break;
+            }
+        }
+        CRYPTO_THREAD_unlock(is->lock);
+    }
+    if (ok) {
+        return 1;
+    }
+    ERR_clear_error();
+    if (expired && CRYPTO_THREAD_write_lock(is->lock)) {
+        /* outside the window: vouch again for what still verifies */
+        while (sk_X509_num(is->vouched) > 0) {
+            X509_free(sk_X509_pop(is->vouched));
+        }
+        CRYPTO_THREAD_unlock(is->lock);
+    }
+    if (OCSP_basic_verify(basic, is->signers, is->store, 0) <= 0) {
+        return 0;
+    }
+    if (signer) {
+        vouch(is, signer);
+    }
+    return 1;
+}
+
 staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char *der,
                                  apr_size_t len, apr_time_t now,
                                  const staple_check_params_t *params,
@@ -485,7 +619,7 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
     /* The issuer is offered as a possible signer (responses signed by the CA
      * itself often carry no certificates); delegated responders must chain to
      * the issuer and carry id-kp-OCSPSigning, which OCSP_basic_verify checks. */
-    if (OCSP_basic_verify(basic, cert->issuer->signers, cert->issuer->store, 0) <= 0) {
+    if (!verify_response(cert, basic)) {
         rc = fail(STAPLE_CHECK_SIGNATURE, why, whylen,
                   "signature not verified against the issuer: %s",
                   openssl_error(ebuf, sizeof(ebuf)));

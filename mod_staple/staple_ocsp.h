@@ -7,6 +7,7 @@
 
 #include <apr_pools.h>
 #include <apr_time.h>
+#include <openssl/crypto.h>
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
@@ -21,6 +22,13 @@ typedef struct staple_issuer_t {
     X509_STORE *store;       /**< the issuer as sole trust anchor, plus
                                   StapleTrustedCertificate anchors */
     STACK_OF(X509) *signers; /**< the issuer, for responses without certs */
+    /* Signers that passed the whole verification for this issuer (the
+     * issuer itself, or a responder it delegated to) and the time window
+     * in which all of them and the issuer are valid: their next responses
+     * need the signature check only, not the chain again. */
+    CRYPTO_RWLOCK *lock;
+    STACK_OF(X509) *vouched;
+    apr_time_t vouched_from, vouched_until;
 } staple_issuer_t;
 
 /**

@@ -479,6 +479,62 @@ static void test_reject_issuer_signer_missing(void)
     CHECK(check_spec(&s, &info) == STAPLE_CHECK_SIGNATURE);
 }
 
+/* After a signer passed the whole verification once, its next responses
+ * are checked by signature only: still every forgery is refused. */
+static void test_vouched_signers(void)
+{
+    resp_spec_t s = good_spec();
+    staple_resp_info_t info;
+    staple_cert_t *c;
+    unsigned char *der;
+    apr_size_t len;
+    char err[256], why[256];
+    apr_time_t now = apr_time_now();
+
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert), NULL, err,
+                           sizeof(err)) == APR_SUCCESS);
+    CHECK(sk_X509_num(c->issuer->vouched) == 0);
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_OK);
+    CHECK(sk_X509_num(c->issuer->vouched) == 1);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_OK);
+    CHECK(sk_X509_num(c->issuer->vouched) == 1);
+    /* the delegated responder left out: clients could not verify it */
+    s.include_signer = 0;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_SIGNATURE);
+    /* signed by the issuer itself, no certificates: vouched too */
+    s.signer = &inter;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_OK);
+    CHECK(sk_X509_num(c->issuer->vouched) == 2);
+    /* a changed signature of a vouched signer (its last byte ends the
+     * response when no certificates follow) */
+    der[len - 1] ^= 0x01;
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_SIGNATURE);
+    /* changed signed data */
+    der[len - 1] ^= 0x01;
+    der[len / 3] ^= 0x01;
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) !=
+          STAPLE_CHECK_OK);
+    /* responders the issuer did not make fit for OCSP stay refused */
+    s = good_spec();
+    s.signer = &responder_noeku;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_SIGNATURE);
+    s.signer = &other_responder;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
+          STAPLE_CHECK_SIGNATURE);
+    CHECK(sk_X509_num(c->issuer->vouched) == 2);
+}
+
 static void test_reject_other_certificate(void)
 {
     resp_spec_t s = good_spec();
@@ -873,6 +929,7 @@ int main(void)
     run_case("StapleTrustedCertificate anchors", test_trusted_certificate);
     run_case("reject: signer certificate missing", test_reject_issuer_signer_missing);
     run_case("reject: about another certificate", test_reject_other_certificate);
+    run_case("vouched signers: signature only, forgeries refused", test_vouched_signers);
     run_case("time rules: skew, nextUpdate, max age", test_time_rules);
     run_case("reject: malformed, truncated, oversized", test_reject_bad_encoding);
     run_case("check names", test_check_names);
