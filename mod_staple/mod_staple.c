@@ -26,7 +26,7 @@
 #include <apr_strings.h>
 #include <apr_date.h>
 #include <apr_thread_proc.h>
-#include <apr_thread_mutex.h>
+#include <apr_thread_rwlock.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -442,7 +442,8 @@ static int take_lease(staple_reg_t *r, staple_item_t *it, apr_time_t now, apr_po
 /* ------------------------------------------------------------------ */
 /* Handshakes                                                          */
 
-/* Refresh this process's copy from the shared cache. Called with it->mutex. */
+/* Refresh this process's copy from the shared cache. Called with it->lock
+ * held for writing. */
 static void local_refresh(staple_reg_t *r, staple_item_t *it, server_rec *s,
                           apr_time_t now, apr_uint32_t gen, apr_pool_t *p)
 {
@@ -473,6 +474,15 @@ static void local_refresh(staple_reg_t *r, staple_item_t *it, server_rec *s,
     }
 }
 
+/* Whether this process's copy must be read again from the cache: the
+ * refresher announced a new response, or there is none valid and the last
+ * look is a while ago. Called with it->lock held. */
+static int copy_outdated(const staple_item_t *it, apr_time_t now, apr_uint32_t gen)
+{
+    return gen != it->gen_seen || ((it->der == NULL || now >= it->next_update) &&
+                                   now - it->checked_at >= STAPLE_MISS_RECHECK);
+}
+
 static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_t id_len,
                            ap_ssl_ocsp_copy_resp *cb, void *userdata)
 {
@@ -491,10 +501,16 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
     now = apr_time_now();
     gen = apr_atomic_read32(&slot->gen);
 
-    apr_thread_mutex_lock(it->mutex);
-    if (gen != it->gen_seen || ((it->der == NULL || now >= it->next_update) &&
-                                now - it->checked_at >= STAPLE_MISS_RECHECK)) {
-        local_refresh(r, it, s, now, gen, c->pool);
+    /* Handshakes share the copy under a read lock: one preempted while
+     * copying holds up no other, as it would under a mutex. */
+    apr_thread_rwlock_rdlock(it->lock);
+    if (copy_outdated(it, now, gen)) {
+        apr_thread_rwlock_unlock(it->lock);
+        apr_thread_rwlock_wrlock(it->lock);
+        gen = apr_atomic_read32(&slot->gen);
+        if (copy_outdated(it, now, gen)) { /* nobody refreshed it meanwhile */
+            local_refresh(r, it, s, now, gen, c->pool);
+        }
     }
     if (it->der && now < it->next_update) {
         cb(it->der, it->der_len, userdata);
@@ -504,7 +520,7 @@ static int staple_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_
          * anyone fetch in the handshake. */
         cb(NULL, 0, userdata);
     }
-    apr_thread_mutex_unlock(it->mutex);
+    apr_thread_rwlock_unlock(it->lock);
 
     apr_atomic_inc64(stapled ? &slot->stapled : &slot->unstapled);
     if (!stapled) {
@@ -1452,7 +1468,7 @@ static void staple_child_init(apr_pool_t *pchild, server_rec *s)
     }
     for (i = 0; i < r->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
-        apr_thread_mutex_create(&it->mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
+        apr_thread_rwlock_create(&it->lock, pchild);
     }
 }
 

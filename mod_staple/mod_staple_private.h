@@ -15,7 +15,7 @@ APLOG_USE_MODULE(staple);
 
 #include <apr_hash.h>
 #include <apr_shm.h>
-#include <apr_thread_mutex.h>
+#include <apr_thread_rwlock.h>
 #include <apr_global_mutex.h>
 #include <ap_socache.h>
 #include <mod_watchdog.h>
@@ -78,8 +78,8 @@ typedef struct {
     int claimed;
     int index; /* slot index when claimed */
 
-    /* this process's copy of the response, guarded by mutex */
-    apr_thread_mutex_t *mutex;
+    /* this process's copy of the response, guarded by lock */
+    apr_thread_rwlock_t *lock;
     unsigned char *der; /* malloc'ed */
     apr_size_t der_len;
     apr_time_t next_update;
