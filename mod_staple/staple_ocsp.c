@@ -456,7 +456,7 @@ static apr_time_t cert_time(const ASN1_TIME *t)
 
 /*
  * Remember a signer that passed the whole verification: the issuer itself,
- * or a responder it issued (one chaining to a StapleTrustedCertificate
+ * or a responder it signed (one chaining to a StapleTrustedCertificate
  * anchor is verified in full each time). One per subject: a renewed
  * responder certificate replaces the old one.
  */
@@ -465,7 +465,12 @@ static void vouch(staple_issuer_t *is, X509 *signer)
     apr_time_t from, until;
     int i;
 
-    if (signer != is->x509 && X509_check_issued(is->x509, signer) != X509_V_OK) {
+    /* names and key identifiers, then the signature itself: a signer that
+     * only a StapleTrustedCertificate anchor vouches for is not cached */
+    if (signer != is->x509 && X509_cmp(signer, is->x509) != 0 &&
+        (X509_check_issued(is->x509, signer) != X509_V_OK ||
+         X509_verify(signer, X509_get0_pubkey(is->x509)) != 1)) {
+        ERR_clear_error();
         return;
     }
     from = cert_time(X509_get0_notBefore(signer));
@@ -533,7 +538,10 @@ static int verify_response(const staple_cert_t *cert, OCSP_BASICRESP *basic)
     X509 *signer = NULL;
     int ok = 0, expired = 0, i;
 
-    /* the response's own certificates, then the issuer */
+    /* the issuer first, then the certificates the response carries: the
+     * order OCSP_basic_verify looks in below, so that what is vouched for
+     * is the certificate that passed (a certificate in the response that
+     * merely bears the issuer's name is never taken for it) */
     if (OCSP_resp_get0_signer(basic, &signer, is->signers) != 1) {
         signer = NULL;
     }
@@ -543,11 +551,16 @@ static int verify_response(const staple_cert_t *cert, OCSP_BASICRESP *basic)
             expired = 1;
         }
         for (i = 0; !expired && i < sk_X509_num(is->vouched); i++) {
-            if (!X509_cmp(sk_X509_value(is->vouched, i), signer)) {
-                /* signature only (TRUSTOTHER), with the vouched copy
+            X509 *v = sk_X509_value(is->vouched, i);
+            if (!X509_cmp(v, signer)) {
+                /* signature only (TRUSTOTHER), with this vouched copy alone
                  * (NOINTERN: not with one the response carries) */
-                ok = OCSP_basic_verify(basic, is->vouched, is->store,
-                                       OCSP_TRUSTOTHER | OCSP_NOINTERN) > 0;
+                STACK_OF(X509) *one = sk_X509_new_null();
+                if (one && sk_X509_push(one, v)) {
+                    ok = OCSP_basic_verify(basic, one, is->store,
+                                           OCSP_TRUSTOTHER | OCSP_NOINTERN) > 0;
+                }
+                sk_X509_free(one);
                 break;
             }
         }

@@ -184,6 +184,7 @@ typedef struct {
     long this_offset; /* seconds from now */
     long next_offset; /* seconds from now, or NO_NEXT_UPDATE */
     int resp_status;  /* OCSP_RESPONSE_STATUS_* */
+    X509 *extra;      /* another certificate to put into the response */
 } resp_spec_t;
 
 static resp_spec_t good_spec(void)
@@ -195,7 +196,8 @@ static resp_spec_t good_spec(void)
                      V_OCSP_CERTSTATUS_GOOD,
                      -60,
                      3600,
-                     OCSP_RESPONSE_STATUS_SUCCESSFUL};
+                     OCSP_RESPONSE_STATUS_SUCCESSFUL,
+                     NULL};
     s.subject = leaf.cert;
     s.subject_issuer = inter.cert;
     return s;
@@ -218,6 +220,10 @@ static unsigned char *make_resp(const resp_spec_t *s, apr_size_t *len)
                                  : X509_gmtime_adj(NULL, s->next_offset);
         ASN1_TIME *revtime = X509_gmtime_adj(NULL, -86400);
         STACK_OF(X509) *certs = sk_X509_new_null();
+
+        if (s->extra) {
+            sk_X509_push(certs, s->extra);
+        }
 
         OCSP_basic_add1_status(bs, id, s->status, OCSP_REVOKED_STATUS_KEYCOMPROMISE,
                                s->status == V_OCSP_CERTSTATUS_REVOKED ? revtime : NULL,
@@ -533,6 +539,32 @@ static void test_vouched_signers(void)
     CHECK(staple_ocsp_check(c, der, len, now, &params, &info, why, sizeof(why)) ==
           STAPLE_CHECK_SIGNATURE);
     CHECK(sk_X509_num(c->issuer->vouched) == 2);
+
+    /* a certificate bearing the issuer's name, riding along in a response
+     * the issuer signed, is not what gets vouched for ... */
+    {
+        ident_t fake = issue("Test Inter", NULL, 1, "critical,OCSPSigning", NULL, 0);
+        staple_cert_t *c2;
+        CHECK(staple_cert_load(&c2, pool, to_pem(leaf.cert, inter.cert), NULL, err,
+                               sizeof(err)) == APR_SUCCESS);
+        s = good_spec();
+        s.signer = &inter;
+        s.include_signer = 0;
+        s.extra = fake.cert;
+        der = make_resp(&s, &len);
+        CHECK(staple_ocsp_check(c2, der, len, now, &params, &info, why, sizeof(why)) ==
+              STAPLE_CHECK_OK);
+        CHECK(sk_X509_num(c2->issuer->vouched) == 1 &&
+              !X509_cmp(sk_X509_value(c2->issuer->vouched, 0), inter.cert));
+        /* ... and a response it signed is refused */
+        s.signer = &fake;
+        s.include_signer = 1;
+        s.extra = NULL;
+        der = make_resp(&s, &len);
+        CHECK(staple_ocsp_check(c2, der, len, now, &params, &info, why, sizeof(why)) ==
+              STAPLE_CHECK_SIGNATURE);
+        CHECK(sk_X509_num(c2->issuer->vouched) == 1);
+    }
 }
 
 static void test_reject_other_certificate(void)
