@@ -564,6 +564,8 @@ static void test_vouched_signers(void)
         CHECK(staple_ocsp_check(c2, der, len, now, &params, &info, why, sizeof(why)) ==
               STAPLE_CHECK_SIGNATURE);
         CHECK(sk_X509_num(c2->issuer->vouched) == 1);
+        X509_free(fake.cert);
+        EVP_PKEY_free(fake.key);
     }
 }
 
