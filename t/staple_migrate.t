@@ -12,9 +12,8 @@ use File::Copy ();
 use File::Find ();
 use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile rel2abs abs2rel);
-use File::Temp qw(tempdir tempfile);
+use File::Temp qw(tempdir);
 use FindBin;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
 use StapleTest;
@@ -36,30 +35,7 @@ plan tests => $DEBIAN_TESTS + 48;
 # run(\%env, @cmd) -> (exit code, stdout, stderr); bounded to 60 s
 sub run {
     my ($env, @cmd) = @_;
-    my ($ofh, $ofile) = tempfile(UNLINK => 1);
-    my ($efh, $efile) = tempfile(UNLINK => 1);
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        @ENV{ keys %$env } = values %$env;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $ofh;
-        open STDERR, '>&', $efh;
-        exec @cmd or POSIX::_exit(127);
-    }
-    my $until = time + 60;
-    while (waitpid($pid, WNOHANG) == 0) {
-        if (time > $until) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            return (-1, '', "killed after 60 s: @cmd");
-        }
-        sleep 0.05;
-    }
-    my $rc = $? >> 8;
-    local $/;
-    open my $o, '<', $ofile or die;
-    open my $e, '<', $efile or die;
-    return ($rc, scalar(<$o>) // '', scalar(<$e>) // '');
+    return run_bounded($env, 60, @cmd);
 }
 
 sub migrate { my $env = ref $_[0] ? shift : {}; run($env, $^X, $migrate, @_) }

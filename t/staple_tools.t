@@ -7,11 +7,9 @@ use warnings FATAL => 'all';
 
 use Apache::Test qw(-withtestmore);
 use File::Spec::Functions qw(catfile rel2abs);
-use File::Temp qw(tempfile);
 use FindBin;
 use IO::Socket::INET ();
 use JSON::PP ();
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
 use StapleTest;
@@ -23,32 +21,7 @@ my $check = catfile($top, 'scripts', 'staple-check');
 plan tests => 59;
 
 # run(@args) -> (exit code, stdout, stderr); bounded to 120 s
-sub run {
-    my @cmd = ($^X, $check, @_);
-    my ($ofh, $ofile) = tempfile(UNLINK => 1);
-    my ($efh, $efile) = tempfile(UNLINK => 1);
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $ofh;
-        open STDERR, '>&', $efh;
-        exec @cmd or POSIX::_exit(127);
-    }
-    my $until = time + 120;
-    while (waitpid($pid, WNOHANG) == 0) {
-        if (time > $until) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            return (-1, '', "killed after 120 s: @cmd");
-        }
-        sleep 0.05;
-    }
-    my $rc = $? >> 8;
-    local $/;
-    open my $o, '<', $ofile or die;
-    open my $e, '<', $efile or die;
-    return ($rc, scalar(<$o>) // '', scalar(<$e>) // '');
-}
+sub run { return run_bounded({}, 120, $^X, $check, @_) }
 
 # check_json($vhost, @options) -> (exit code, decoded JSON or undef, raw)
 sub check_json {

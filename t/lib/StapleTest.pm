@@ -10,26 +10,60 @@ package StapleTest;
 #   cert_serial('good')               # serial of t/pki/good.crt as the module logs it
 #   request_times('good')             # epoch times of the proxy's requests for /good/
 #   must_staple_errors('name')        # Must-Staple error lines, paired with failures
+#   run_bounded(\%env, $secs, @cmd)   # (exit code, stdout, stderr) of a command
 use strict;
 use warnings;
 
 use Apache::Test ();
 use Exporter 'import';
 use File::Spec::Functions qw(catfile);
+use File::Temp qw(tempfile);
 use IO::Socket::INET ();
 use IO::Socket::SSL ();
 use Net::SSLeay ();
+use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use Time::Local ();
 
 our @EXPORT = qw(handshake responder_count responder_requests wait_until
                  server_log_lines server_children pki_file vhost_port
                  proxy_port proxy_mode log_line_time cert_serial
-                 request_times must_staple_errors);
+                 request_times must_staple_errors run_bounded);
 
 my %CERT_STATUS = (0 => 'good', 1 => 'revoked', 2 => 'unknown');
 
 sub vars { Apache::Test::vars(@_) }
+
+# run_bounded(\%env, $seconds, @cmd) -> (exit code, stdout, stderr): the
+# command with stdin from /dev/null and %env added to the environment,
+# killed after $seconds (exit code -1 then)
+sub run_bounded {
+    my ($env, $seconds, @cmd) = @_;
+    my ($ofh, $ofile) = tempfile(UNLINK => 1);
+    my ($efh, $efile) = tempfile(UNLINK => 1);
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        @ENV{ keys %$env } = values %$env;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $ofh;
+        open STDERR, '>&', $efh;
+        exec @cmd or POSIX::_exit(127);
+    }
+    my $until = time + $seconds;
+    while (waitpid($pid, WNOHANG) == 0) {
+        if (time > $until) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            return (-1, '', "killed after $seconds s: @cmd");
+        }
+        sleep 0.05;
+    }
+    my $rc = $? >> 8;
+    local $/;
+    open my $o, '<', $ofile or die;
+    open my $e, '<', $efile or die;
+    return ($rc, scalar(<$o>) // '', scalar(<$e>) // '');
+}
 
 sub pki_file { catfile(vars('t_dir'), 'pki', $_[0]) }
 
