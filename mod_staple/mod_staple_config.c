@@ -1,3 +1,9 @@
+/*
+ * The directives, the merge of per-server settings, defaults where values
+ * are read, and the report on certificates mod_ssl never primed.
+ */
+#include <apr_file_io.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_uri.h>
@@ -8,6 +14,22 @@
 #include "mod_staple_config.h"
 #include "mod_staple_private.h"
 
+static staple_mod_conf_t *mod_conf_make(apr_pool_t *p)
+{
+    staple_mod_conf_t *mc = apr_pcalloc(p, sizeof(*mc));
+
+    mc->startup_timeout = STAPLE_UNSET;
+    mc->responder_timeout = STAPLE_UNSET;
+    mc->time_skew = STAPLE_UNSET;
+    mc->max_age = STAPLE_UNSET;
+    mc->standard_timeout = STAPLE_UNSET;
+    mc->retry_delay = STAPLE_UNSET;
+    mc->error_timeout = STAPLE_UNSET;
+    mc->renew_pct = STAPLE_UNSET;
+    mc->renew_window = STAPLE_UNSET;
+    return mc;
+}
+
 void *staple_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
     staple_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
@@ -15,30 +37,20 @@ void *staple_create_srv_conf(apr_pool_t *p, server_rec *s)
     (void)s;
     c->engine = STAPLE_UNSET;
     c->force_url = NULL;
-    c->cache_provider = NULL;
-    c->cache_instance = NULL;
-    c->cache_spec = NULL;
-    c->startup_timeout = STAPLE_UNSET;
-    c->responder_timeout = STAPLE_UNSET;
-    c->time_skew = STAPLE_UNSET;
-    c->max_age = STAPLE_UNSET;
-    c->standard_timeout = STAPLE_UNSET;
-    c->retry_delay = STAPLE_UNSET;
-    c->error_timeout = STAPLE_UNSET;
-    c->renew_pct = STAPLE_UNSET;
-    c->renew_window = STAPLE_UNSET;
+    /* only the main server's is used: virtual hosts get it by the merge */
+    c->mc = mod_conf_make(p);
     return c;
 }
 
 void *staple_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
 {
     staple_srv_conf_t *base = basev, *add = addv;
-    staple_srv_conf_t *c = apr_pmemdup(p, base, sizeof(*c));
+    staple_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
-    /* Only the per-vhost directives can differ: the others are GLOBAL_ONLY
-     * and always read from the main server. */
     c->engine = (add->engine != STAPLE_UNSET) ? add->engine : base->engine;
     c->force_url = add->force_url ? add->force_url : base->force_url;
+    /* the server-wide directives are GLOBAL_ONLY: always the main server's */
+    c->mc = base->mc;
     return c;
 }
 
@@ -47,33 +59,50 @@ staple_srv_conf_t *staple_srv_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &staple_module);
 }
 
-void staple_conf_apply_defaults(staple_srv_conf_t *gc)
+static staple_mod_conf_t *mod_conf(cmd_parms *cmd)
 {
-    if (gc->startup_timeout == STAPLE_UNSET)
-        gc->startup_timeout = apr_time_from_sec(5);
-    if (gc->responder_timeout == STAPLE_UNSET)
-        gc->responder_timeout = apr_time_from_sec(10);
-    if (gc->time_skew == STAPLE_UNSET)
-        gc->time_skew = apr_time_from_sec(300);
-    if (gc->max_age == STAPLE_UNSET)
-        gc->max_age = -1;
-    if (gc->standard_timeout == STAPLE_UNSET)
-        gc->standard_timeout = apr_time_from_sec(3600);
-    if (gc->retry_delay == STAPLE_UNSET)
-        gc->retry_delay = apr_time_from_sec(30);
-    if (gc->error_timeout == STAPLE_UNSET)
-        gc->error_timeout = apr_time_from_sec(600);
-    if (gc->renew_pct == STAPLE_UNSET && gc->renew_window == STAPLE_UNSET)
-        gc->renew_pct = 50;
+    return staple_srv_conf(cmd->server)->mc;
 }
 
-void staple_conf_timing(const staple_srv_conf_t *gc, staple_timing_t *t)
+int staple_conf_engine(const staple_srv_conf_t *sc)
 {
-    t->renew_pct = gc->renew_pct;
-    t->renew_window = gc->renew_window;
-    t->standard_timeout = gc->standard_timeout;
-    t->retry_delay = gc->retry_delay;
-    t->retry_max = gc->error_timeout;
+    return sc->engine != 0;
+}
+
+/* A server-wide value, or its default when no directive set it. */
+#define OR_DEFAULT(v, def) ((v) != STAPLE_UNSET ? (v) : (def))
+
+apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc)
+{
+    return OR_DEFAULT(mc->startup_timeout, apr_time_from_sec(5));
+}
+
+const char *staple_conf_store(const staple_mod_conf_t *mc, apr_pool_t *p)
+{
+    if (mc->store && !strcmp(mc->store, STAPLE_STORE_NONE)) {
+        return NULL;
+    }
+    return ap_runtime_dir_relative(p, mc->store ? mc->store : "staple");
+}
+
+void staple_conf_reg_opts(const staple_mod_conf_t *mc, staple_reg_opts_t *o)
+{
+    o->check.time_skew = OR_DEFAULT(mc->time_skew, apr_time_from_sec(300));
+    o->check.max_age = OR_DEFAULT(mc->max_age, -1);
+    if (mc->renew_pct == STAPLE_UNSET && mc->renew_window == STAPLE_UNSET) {
+        o->timing.renew_pct = 50;
+        o->timing.renew_window = STAPLE_UNSET;
+    } else {
+        o->timing.renew_pct = mc->renew_pct;
+        o->timing.renew_window = mc->renew_window;
+    }
+    o->timing.standard_timeout =
+        OR_DEFAULT(mc->standard_timeout, apr_time_from_sec(3600));
+    o->timing.retry_delay = OR_DEFAULT(mc->retry_delay, apr_time_from_sec(30));
+    o->timing.retry_max = OR_DEFAULT(mc->error_timeout, apr_time_from_sec(600));
+    o->fetch.timeout = OR_DEFAULT(mc->responder_timeout, apr_time_from_sec(10));
+    o->fetch.proxy = mc->proxy;
+    o->trusted = mc->trusted;
 }
 
 /* Parse a whole number of seconds, min_sec or more. */
@@ -112,7 +141,7 @@ typedef struct {
 
 static const char *set_seconds(cmd_parms *cmd, void *dc, const char *arg)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
     const seconds_arg_t *spec = cmd->info;
 
     (void)dc;
@@ -130,7 +159,7 @@ static const char *set_engine(cmd_parms *cmd, void *dc, int flag)
 
 static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
     const char *sep, *name, *err;
 
     (void)dc;
@@ -162,7 +191,7 @@ static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_trusted(cmd_parms *cmd, void *dc, const char *arg)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
     const char *path = ap_server_root_relative(cmd->pool, arg);
     char err[512];
 
@@ -189,7 +218,8 @@ static int is_http_url(apr_pool_t *p, const char *arg)
 }
 
 /* StapleForceURL and StapleProxy: an http(s) URL, stored at the offset in
- * the command's table entry; the example shows the operator the form. */
+ * the command's table entry (of the server-wide settings when global_only,
+ * else of the server's); the example shows the operator the form. */
 typedef struct {
     apr_size_t offset;
     int global_only;
@@ -199,13 +229,14 @@ typedef struct {
 static const url_arg_t arg_force_url = {APR_OFFSETOF(staple_srv_conf_t, force_url), 0,
                                         "the responder's URL, for example "
                                         "http://ocsp.example.com/"};
-static const url_arg_t arg_proxy = {APR_OFFSETOF(staple_srv_conf_t, proxy), 1,
+static const url_arg_t arg_proxy = {APR_OFFSETOF(staple_mod_conf_t, proxy), 1,
                                     "the proxy's URL, for example "
                                     "http://proxy.example.com:3128/"};
 
 static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
 {
     const url_arg_t *spec = cmd->info;
+    void *base;
 
     (void)dc;
     if (spec->global_only) {
@@ -216,13 +247,15 @@ static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
                             "%s: '%s' is not an http:// or https:// URL; use %s",
                             cmd->cmd->name, arg, spec->example);
     }
-    *(const char **)((char *)staple_srv_conf(cmd->server) + spec->offset) = arg;
+    base =
+        spec->global_only ? (void *)mod_conf(cmd) : (void *)staple_srv_conf(cmd->server);
+    *(const char **)((char *)base + spec->offset) = arg;
     return NULL;
 }
 
 static const char *set_event_cmd(cmd_parms *cmd, void *dc, const char *args)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
     apr_finfo_t fi;
     const char *word;
 
@@ -253,7 +286,7 @@ static const char *set_event_cmd(cmd_parms *cmd, void *dc, const char *args)
 
 static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
 
     (void)dc;
     GLOBAL_ONLY_CHECK(cmd);
@@ -269,7 +302,7 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
 {
-    staple_srv_conf_t *c = staple_srv_conf(cmd->server);
+    staple_mod_conf_t *c = mod_conf(cmd);
     apr_size_t len = strlen(arg);
 
     (void)dc;
@@ -292,8 +325,100 @@ static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
     return parse_seconds(cmd, arg, 0, &c->renew_window);
 }
 
+/* ------------------------------------------------------------------ */
+/* Certificates mod_ssl never primed                                   */
+
+/*
+ * mod_ssl primes only certificates whose issuer it found, so a self-signed
+ * certificate or one without its chain never reaches the prime hook. Look
+ * at every SSLCertificateFile of the configuration and say why those were
+ * left out, once each.
+ */
+static void report_unprimed_file(const staple_reg_t *reg, server_rec *s, const char *file,
+                                 apr_hash_t *seen, apr_pool_t *p)
+{
+    const char *path = ap_server_root_relative(p, file);
+    apr_file_t *fd;
+    apr_finfo_t fi;
+    apr_size_t len;
+    char *pem, err[256];
+    unsigned char id[STAPLE_ID_LEN];
+    staple_cert_t *cert;
+    apr_status_t rv;
+
+    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
+        return;
+    }
+    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
+    if (apr_file_open(&fd, path, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
+        return; /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+    }
+    if (apr_file_info_get(&fi, APR_FINFO_SIZE, fd) != APR_SUCCESS || fi.size <= 0 ||
+        fi.size > 16 * 1024 * 1024) {
+        apr_file_close(fd);
+        return;
+    }
+    len = (apr_size_t)fi.size;
+    pem = apr_palloc(p, len + 1);
+    rv = apr_file_read_full(fd, pem, len, &len);
+    apr_file_close(fd);
+    if (rv != APR_SUCCESS) {
+        return;
+    }
+    pem[len] = '\0';
+    /* the common case, a primed certificate, without parsing it */
+    if (!staple_pem_first_id(pem, len, id) || staple_reg_was_primed(reg, id)) {
+        return;
+    }
+    staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
+    if (cert == NULL || staple_reg_was_primed(reg, cert->id) ||
+        apr_hash_get(seen, cert->id_hex, APR_HASH_KEY_STRING)) {
+        return; /* primed (claimed or declined with a reason), or said already */
+    }
+    apr_hash_set(seen, cert->id_hex, APR_HASH_KEY_STRING, path);
+    if (cert->self_signed) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) in %s is self-signed: there is no "
+                     "responder to ask, not stapling it",
+                     cert->subject, cert->serial, path);
+    } else {
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            "certificate %s (serial %s) in %s cannot be stapled: mod_ssl did not "
+            "find its issuer; put the issuer certificate after it in "
+            "SSLCertificateFile (or in SSLCertificateChainFile)",
+            cert->subject, cert->serial, path);
+    }
+}
+
+static void report_unprimed(const staple_reg_t *reg, server_rec *s, ap_directive_t *d,
+                            apr_hash_t *seen, apr_pool_t *p)
+{
+    for (; d; d = d->next) {
+        if (!strcasecmp(d->directive, "SSLCertificateFile") && d->args) {
+            const char *args = d->args;
+            const char *file = ap_getword_conf(p, &args);
+            if (*file) {
+                report_unprimed_file(reg, s, file, seen, p);
+            }
+        }
+        if (d->first_child) {
+            report_unprimed(reg, s, d->first_child, seen, p);
+        }
+    }
+}
+
+void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
+                                 apr_pool_t *ptemp)
+{
+    report_unprimed(reg, s, ap_conftree, apr_hash_make(ptemp), ptemp);
+}
+
+/* ------------------------------------------------------------------ */
+/* The command table                                                   */
+
 #define SECONDS_ARG(field, min)                                                          \
-    static const seconds_arg_t arg_##field = {APR_OFFSETOF(staple_srv_conf_t, field),    \
+    static const seconds_arg_t arg_##field = {APR_OFFSETOF(staple_mod_conf_t, field),    \
                                               (min)}
 
 SECONDS_ARG(startup_timeout, 0);

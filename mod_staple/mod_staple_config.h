@@ -1,5 +1,8 @@
 /*
- * Directives of mod_staple and the server configuration they fill.
+ * Directives of mod_staple and the configuration they fill: the server-wide
+ * settings (one per configuration) apart from the per-server ones. Values
+ * stay "unset" until a directive sets them; defaults are applied where they
+ * are read (staple_conf_reg_opts and the accessors below).
  */
 #ifndef MOD_STAPLE_CONFIG_H
 #define MOD_STAPLE_CONFIG_H
@@ -10,18 +13,13 @@
 
 #include <openssl/x509.h>
 
-#include "staple_timing.h"
+#include "staple_reg.h"
 
 #define STAPLE_UNSET (-1)
 
-/** Per-server configuration. Server-wide values live in the main server's. */
+/** Server-wide settings: directives allowed outside <VirtualHost> only. */
 typedef struct {
-    /* per virtual host */
-    int engine;            /**< StapleEngine, STAPLE_UNSET until set */
-    const char *force_url; /**< StapleForceURL */
-
-    /* server-wide (GLOBAL_ONLY) */
-    const ap_socache_provider_t *cache_provider; /**< StapleCache provider */
+    const ap_socache_provider_t *cache_provider; /**< StapleCache, NULL: default */
     ap_socache_instance_t *cache_instance;       /**< created at parse time */
     const char *cache_spec;                      /**< as written, for logs */
     const char *proxy;                           /**< StapleProxy URL, or NULL */
@@ -37,6 +35,13 @@ typedef struct {
     apr_interval_time_t error_timeout;
     int renew_pct; /**< -1 when renew_window is used */
     apr_interval_time_t renew_window;
+} staple_mod_conf_t;
+
+/** Per-server settings, merged from the main server into virtual hosts. */
+typedef struct {
+    int engine;            /**< StapleEngine, STAPLE_UNSET until set */
+    const char *force_url; /**< StapleForceURL */
+    staple_mod_conf_t *mc; /**< the server-wide settings, shared */
 } staple_srv_conf_t;
 
 extern const command_rec staple_cmds[];
@@ -47,16 +52,28 @@ void *staple_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 /** The configuration of a (virtual) server. */
 staple_srv_conf_t *staple_srv_conf(server_rec *s);
 
+/** StapleEngine of a server: on unless set off. */
+int staple_conf_engine(const staple_srv_conf_t *sc);
+
+/** StapleStartupTimeout. */
+apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc);
+
 /**
- * Fill unset server-wide values of the main server's configuration with
- * their defaults; called once in post_config.
+ * StapleStore as a directory, relative ones under DefaultRuntimeDir, or NULL
+ * for none.
  */
-void staple_conf_apply_defaults(staple_srv_conf_t *gc);
+const char *staple_conf_store(const staple_mod_conf_t *mc, apr_pool_t *p);
 
-/** The timing policy of the server-wide configuration. */
-void staple_conf_timing(const staple_srv_conf_t *gc, staple_timing_t *t);
+/** The registry's options from the server-wide settings, defaults applied. */
+void staple_conf_reg_opts(const staple_mod_conf_t *mc, staple_reg_opts_t *opts);
 
-#define STAPLE_DEFAULT_STORE      "staple"
+/**
+ * Say why certificates of SSLCertificateFile lines that mod_ssl never primed
+ * are not stapled: self-signed, or issuer missing. Once per certificate.
+ */
+void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
+                                 apr_pool_t *ptemp);
+
 #define STAPLE_STORE_NONE         "none"
 #define STAPLE_DEFAULT_CACHE_NAME "shmcb"
 #define STAPLE_DEFAULT_CACHE_ARGS "staple(1048576)"

@@ -1,5 +1,6 @@
 /*
- * Shared between the httpd glue files of mod_staple.
+ * What the httpd glue files of mod_staple share: the module, its log tag,
+ * and the entry points each file offers the others.
  */
 #ifndef MOD_STAPLE_PRIVATE_H
 #define MOD_STAPLE_PRIVATE_H
@@ -7,138 +8,78 @@
 #include <httpd.h>
 #include <http_log.h>
 
+#include "staple_reg.h"
+#include "mod_staple_config.h"
+
 extern module AP_MODULE_DECLARE_DATA staple_module;
 
 APLOG_USE_MODULE(staple);
 
-#define STAPLE_VERSION "0.1.0"
+/* STAPLE_VERSION comes from configure.ac (AC_INIT) through the build. */
+#ifndef STAPLE_VERSION
+#error "STAPLE_VERSION is not defined: build with the project's Makefile"
+#endif
 
-#include <apr_hash.h>
-#include <apr_shm.h>
-#include <apr_thread_rwlock.h>
-#include <apr_global_mutex.h>
-#include <ap_socache.h>
-#include <mod_watchdog.h>
+/** The registry of the configuration running, or NULL when nothing is stapled. */
+staple_reg_t *staple_active_reg(void);
 
-#include "staple_ocsp.h"
-#include "staple_timing.h"
-#include "mod_staple_config.h"
+/* --- mod_staple_cache.c: StapleCache and the node-local copy --------- */
 
-#define STAPLE_ERROR_LEN 240
+/** The mutex type of the caches (Mutex staple-cache ...). */
+#define STAPLE_MUTEX_TYPE "staple-cache"
 
-/* Events for StapleEventCmd. */
-typedef enum {
-    STAPLE_EVENT_RENEWED = 0,
-    STAPLE_EVENT_ERRORED,
-    STAPLE_EVENT_REVOKED,
-    STAPLE_EVENT_MISSING,
-    STAPLE_EVENT_EXPIRING,
-    STAPLE_EVENT_COUNT
-} staple_event_e;
+typedef struct staple_caches_t staple_caches_t;
 
-/* Fetch outcomes: the check results, then failures before any response. */
-#define STAPLE_OUTCOME_FETCH_ERROR STAPLE_CHECK_COUNT
-#define STAPLE_OUTCOME_COUNT       (STAPLE_CHECK_COUNT + 1)
+/**
+ * Create and initialise StapleCache (default: shmcb sized for ncerts) and,
+ * when it is not shared memory, a node-local shmcb for handshakes; with
+ * their mutexes when the providers need one. Errors are logged.
+ */
+apr_status_t staple_caches_make(staple_caches_t **pc, server_rec *s,
+                                staple_mod_conf_t *mc, int ncerts, apr_pool_t *pconf);
 
-/* Fetch duration histogram: upper bounds in milliseconds, then +Inf. */
-#define STAPLE_HIST_BUCKETS 10
+/** StapleCache as the registry reaches it. */
+const staple_cache_ops_t *staple_caches_shared(const staple_caches_t *c);
 
-/* A refresher round takes in certificates that fall due for this long. */
-#define STAPLE_ROUND_MAX apr_time_from_sec(30)
-extern const apr_interval_time_t staple_hist_bounds_ms[STAPLE_HIST_BUCKETS - 1];
+/** The node-local copy, or NULL when handshakes read StapleCache. */
+const staple_cache_ops_t *staple_caches_local(const staple_caches_t *c);
 
-/* Shared memory, one slot per claimed certificate: counters, and the
- * refresher's state, which passes from the startup fetch to the refresher
- * and from one refresher process to the next. Fetch state is written by
- * one process at a time (the startup child, then the watchdog singleton). */
-typedef struct {
-    apr_uint32_t gen;                  /* bumped after a new response is in the cache */
-    apr_uint64_t stapled;              /* handshakes that got a staple */
-    apr_uint64_t unstapled;            /* handshakes that asked and got none */
-    apr_uint32_t failures;             /* consecutive failed fetches */
-    apr_time_t due;                    /* next fetch; 0: look at once */
-    apr_time_t valid_until;            /* nextUpdate of the good response held; 0: none */
-    apr_time_t fetched_at;             /* when the response in the caches was fetched */
-    apr_time_t this_update;            /* of the good response held */
-    int cert_status;                   /* V_OCSP_CERTSTATUS_* of it; -1: none yet */
-    apr_time_t last_attempt;           /* start of the last fetch */
-    apr_interval_time_t last_duration; /* the responder's response time */
-    apr_time_t last_error_at;          /* 0: no error yet */
-    char last_error[STAPLE_ERROR_LEN]; /* the reason of the last failure */
-    apr_uint32_t events_pending;       /* bit per staple_event_e */
-    apr_time_t event_at[STAPLE_EVENT_COUNT]; /* last run, for rate limiting */
-} staple_slot_t;
+/** Re-attach the mutexes in a new process. Errors are logged. */
+apr_status_t staple_caches_child_init(staple_caches_t *c, apr_pool_t *p);
 
-typedef struct {
-    staple_cert_t *cert;
-    const char *url;          /* responder URL in use */
-    const unsigned char *key; /* socache key: the certificate's SHA-1 */
-    unsigned int key_len;
-    apr_array_header_t *vhosts; /* const char *: servers using it */
-    int claimed;
-    int index; /* slot index when claimed */
+/* --- mod_staple_refresher.c: the startup fetch and the refresher ----- */
 
-    /* this process's copy of the response, guarded by lock */
-    apr_thread_rwlock_t *lock;
-    unsigned char *der; /* malloc'ed */
-    apr_size_t der_len;
-    apr_time_t next_update;
-    apr_uint32_t gen_seen;
-    apr_time_t checked_at;
+/**
+ * Make StapleStore a directory private to the server's User; on failure log
+ * why and return NULL (responses are then kept in memory only).
+ */
+const char *staple_store_prepare(server_rec *s, const char *dir, apr_pool_t *p);
 
-    int in_flight; /* being fetched by this process (the refresher) */
+/** The first responses, fetched in a child running as User, bounded. */
+void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,
+                          apr_interval_time_t timeout, apr_pool_t *ptemp);
 
-} staple_item_t;
+/** Register the refresher with mod_watchdog. Errors are logged. */
+apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
+                                    const staple_mod_conf_t *mc, apr_pool_t *pconf);
 
-/* One socache instance with its provider and, when the provider needs one,
- * its global mutex. */
-typedef struct {
-    const char *name; /* for log lines */
-    server_rec *s;
-    const ap_socache_provider_t *provider;
-    ap_socache_instance_t *inst;
-    apr_global_mutex_t *mutex;
-} staple_cache_t;
+/* --- mod_staple_event.c: StapleEventCmd ------------------------------- */
 
-/* Server-wide counters, in shared memory before the slots. */
-typedef struct {
-    apr_uint32_t outcomes[STAPLE_OUTCOME_COUNT];     /* fetches by outcome */
-    apr_uint32_t duration_hist[STAPLE_HIST_BUCKETS]; /* fetches by duration */
-    apr_uint64_t duration_sum_us;                    /* of all fetches */
-} staple_stats_t;
+typedef struct staple_events_t staple_events_t;
 
-typedef struct {
-    apr_pool_t *pool;
-    server_rec *s;
-    apr_hash_t *by_id;
-    apr_hash_t *primed;        /* every id mod_ssl primed, claimed or not */
-    staple_issuers_t *issuers; /* the issuers of the primed certificates */
-    apr_array_header_t *items; /* staple_item_t *, claimed ones only */
-    staple_srv_conf_t *gc;
-    staple_check_params_t check;
-    staple_timing_t timing;
-    staple_cache_t shared; /* StapleCache: may be shared by a cluster */
-    staple_cache_t node;   /* node-local shmcb when StapleCache is remote */
-    staple_cache_t *local; /* what handshakes read: &shared or &node */
-    const char *node_id;   /* identifies this server in fetch leases */
-    apr_shm_t *shm;
-    staple_stats_t *stats;
-    staple_slot_t *slots;
-    const char *store; /* StapleStore directory, NULL: none */
-    ap_watchdog_t *watchdog;
-    apr_array_header_t *event_procs; /* running StapleEventCmd, refresher only */
-    int active;
-} staple_reg_t;
+/** A runner of StapleEventCmd (argv of const char *), living in pool. */
+staple_events_t *staple_events_make(apr_pool_t *pool, server_rec *s,
+                                    const apr_array_header_t *argv);
 
-extern staple_reg_t *staple_reg;
+/**
+ * Start the program for each event (staple_event_t) and collect those that
+ * ended. Returns how many still run.
+ */
+int staple_events_run(staple_events_t *ev, const apr_array_header_t *events);
 
-/** Name of an event, as passed to StapleEventCmd. */
-const char *staple_event_name(staple_event_e ev);
+/* --- mod_staple_status.c: the status handler --------------------------- */
 
-/** Name of a fetch outcome, for the status page and metrics. */
-const char *staple_outcome_name(int outcome);
-
-/** The staple-status handler and the mod_status section (mod_staple_status.c). */
+/** The staple-status handler and the mod_status section. */
 void staple_status_register_hooks(apr_pool_t *p);
 
 #endif /* MOD_STAPLE_PRIVATE_H */

@@ -1,8 +1,11 @@
 /*
- * SetHandler staple-status: what mod_staple knows, from shared memory, so
- * that every process shows the same figures. HTML by default, ?json, ?auto
- * (key: value lines like mod_status) and ?prometheus (text exposition).
- * A summary is added to mod_status's server-status page.
+ * SetHandler staple-status: a snapshot of the registry, read from shared
+ * memory so that every process shows the same figures, rendered as HTML
+ * (default), ?json, ?auto (key: value lines like mod_status) or
+ * ?prometheus (text exposition). A summary goes into mod_status's page.
+ *
+ * Each format is driven by a table of columns: a field added to the
+ * snapshot is one row here.
  */
 #include <apr_strings.h>
 
@@ -17,40 +20,10 @@
 
 #define STAPLE_STATUS_HANDLER "staple-status"
 
-typedef enum { FMT_HTML, FMT_JSON, FMT_AUTO, FMT_PROM } status_fmt_e;
+typedef const staple_cert_snap_t cert_t;
 
-/* What one certificate's row says, computed once per request. */
-typedef struct {
-    staple_item_t *it;
-    staple_slot_t *sl;
-    const char *state;    /* good, revoked, failing, expired, none */
-    int valid;            /* a response that may be stapled is held */
-    apr_time_t time_left; /* until nextUpdate, when valid */
-} row_t;
-
-static row_t *make_rows(staple_reg_t *r, apr_time_t now, apr_pool_t *p)
-{
-    row_t *rows = apr_pcalloc(p, sizeof(row_t) * (apr_size_t)(r->items->nelts + 1));
-    int i;
-
-    for (i = 0; i < r->items->nelts; i++) {
-        row_t *row = &rows[i];
-        row->it = APR_ARRAY_IDX(r->items, i, staple_item_t *);
-        row->sl = &r->slots[i];
-        row->valid = row->sl->valid_until > now;
-        row->time_left = row->valid ? row->sl->valid_until - now : 0;
-        if (!row->valid) {
-            row->state = row->sl->valid_until ? "expired" : "none";
-        } else if (row->sl->cert_status == V_OCSP_CERTSTATUS_REVOKED) {
-            row->state = "revoked";
-        } else if (row->sl->failures > 0) {
-            row->state = "failing";
-        } else {
-            row->state = "good";
-        }
-    }
-    return rows;
-}
+/* ------------------------------------------------------------------ */
+/* Value formatting                                                    */
 
 static const char *json_str(apr_pool_t *p, const char *s)
 {
@@ -114,232 +87,6 @@ static const char *iso_time(apr_pool_t *p, apr_time_t t)
                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static const char *vhost_list(apr_pool_t *p, staple_item_t *it, char sep)
-{
-    return apr_array_pstrcat(p, it->vhosts, sep);
-}
-
-static void totals(staple_reg_t *r, apr_uint64_t *stapled, apr_uint64_t *unstapled,
-                   apr_uint64_t *fetches, apr_uint64_t *failed)
-{
-    int i;
-
-    *stapled = *unstapled = *fetches = *failed = 0;
-    for (i = 0; i < r->items->nelts; i++) {
-        *stapled += r->slots[i].stapled;
-        *unstapled += r->slots[i].unstapled;
-    }
-    for (i = 0; i < STAPLE_OUTCOME_COUNT; i++) {
-        *fetches += r->stats->outcomes[i];
-        if (i != STAPLE_CHECK_OK) {
-            *failed += r->stats->outcomes[i];
-        }
-    }
-}
-
-static void emit_json(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t now)
-{
-    apr_pool_t *p = r->pool;
-    apr_uint64_t cum = 0;
-    int i;
-
-    ap_rprintf(r, "{\"version\":%s,\"now\":%s,\"certificates\":[",
-               json_str(p, STAPLE_VERSION), json_str(p, iso_time(p, now)));
-    for (i = 0; i < reg->items->nelts; i++) {
-        row_t *row = &rows[i];
-        staple_slot_t *sl = row->sl;
-        staple_cert_t *c = row->it->cert;
-        int j;
-
-        ap_rprintf(r, "%s{\"id\":%s,\"subject\":%s,\"serial\":%s,\"vhosts\":[",
-                   i ? "," : "", json_str(p, c->id_hex), json_str(p, c->subject),
-                   json_str(p, c->serial));
-        for (j = 0; j < row->it->vhosts->nelts; j++) {
-            ap_rprintf(r, "%s%s", j ? "," : "",
-                       json_str(p, APR_ARRAY_IDX(row->it->vhosts, j, const char *)));
-        }
-        ap_rprintf(r,
-                   "],\"responder\":%s,\"must_staple\":%s,\"state\":%s,\"valid\":%s,"
-                   "\"cert_status\":%s,\"this_update\":%s,\"next_update\":%s,"
-                   "\"seconds_left\":%" APR_TIME_T_FMT ",\"fetched_at\":%s,"
-                   "\"last_fetch_at\":%s,\"last_fetch_ms\":%.1f,\"last_error\":%s,"
-                   "\"last_error_at\":%s,\"consecutive_failures\":%u,\"next_refresh\":%s,"
-                   "\"handshakes_stapled\":%" APR_UINT64_T_FMT
-                   ",\"handshakes_unstapled\":%" APR_UINT64_T_FMT "}",
-                   json_str(p, row->it->url), c->must_staple ? "true" : "false",
-                   json_str(p, row->state), row->valid ? "true" : "false",
-                   sl->cert_status < 0
-                       ? "null"
-                       : json_str(p, staple_cert_status_name(sl->cert_status)),
-                   json_str(p, iso_time(p, sl->this_update)),
-                   json_str(p, iso_time(p, sl->valid_until)),
-                   apr_time_sec(row->time_left), json_str(p, iso_time(p, sl->fetched_at)),
-                   json_str(p, iso_time(p, sl->last_attempt)),
-                   (double)sl->last_duration / 1000.0,
-                   sl->last_error_at ? json_str(p, sl->last_error) : "null",
-                   json_str(p, iso_time(p, sl->last_error_at)), sl->failures,
-                   json_str(p, iso_time(p, sl->due)), sl->stapled, sl->unstapled);
-    }
-    ap_rputs("],\"fetches\":{", r);
-    for (i = 0; i < STAPLE_OUTCOME_COUNT; i++) {
-        ap_rprintf(r, "%s%s:%u", i ? "," : "", json_str(p, staple_outcome_name(i)),
-                   reg->stats->outcomes[i]);
-    }
-    ap_rputs("},\"fetch_duration_ms\":{\"buckets\":{", r);
-    for (i = 0; i < STAPLE_HIST_BUCKETS; i++) {
-        cum += reg->stats->duration_hist[i];
-        if (i < STAPLE_HIST_BUCKETS - 1) {
-            ap_rprintf(r, "%s\"%" APR_TIME_T_FMT "\":%" APR_UINT64_T_FMT, i ? "," : "",
-                       staple_hist_bounds_ms[i], cum);
-        } else {
-            ap_rprintf(r, ",\"+Inf\":%" APR_UINT64_T_FMT, cum);
-        }
-    }
-    ap_rprintf(r, "},\"count\":%" APR_UINT64_T_FMT ",\"sum\":%.1f}}\n", cum,
-               (double)reg->stats->duration_sum_us / 1000.0);
-}
-
-static void emit_auto(request_rec *r, staple_reg_t *reg, row_t *rows)
-{
-    apr_uint64_t stapled, unstapled, fetches, failed;
-    int i, valid = 0;
-
-    totals(reg, &stapled, &unstapled, &fetches, &failed);
-    for (i = 0; i < reg->items->nelts; i++) {
-        valid += rows[i].valid;
-    }
-    ap_rprintf(r,
-               "StapleCertificates: %d\nStapleValid: %d\nStapleHandshakesStapled: "
-               "%" APR_UINT64_T_FMT "\nStapleHandshakesUnstapled: %" APR_UINT64_T_FMT
-               "\nStapleFetches: %" APR_UINT64_T_FMT "\nStapleFetchesFailed: "
-               "%" APR_UINT64_T_FMT "\n",
-               reg->items->nelts, valid, stapled, unstapled, fetches, failed);
-    for (i = 0; i < reg->items->nelts; i++) {
-        row_t *row = &rows[i];
-        ap_rprintf(r,
-                   "Cert%dId: %s\nCert%dSubject: %s\nCert%dState: %s\nCert%dSecondsLeft: "
-                   "%" APR_TIME_T_FMT
-                   "\nCert%dFailures: %u\nCert%dStapled: %" APR_UINT64_T_FMT "\n"
-                   "Cert%dUnstapled: %" APR_UINT64_T_FMT "\n",
-                   i, row->it->cert->id_hex, i, row->it->cert->subject, i, row->state, i,
-                   apr_time_sec(row->time_left), i, row->sl->failures, i,
-                   row->sl->stapled, i, row->sl->unstapled);
-    }
-}
-
-/* The histogram's bounds in seconds, as Prometheus clients write them. */
-static const char *const bucket_labels[STAPLE_HIST_BUCKETS - 1] = {
-    "0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
-};
-
-static void emit_prometheus(request_rec *r, staple_reg_t *reg, row_t *rows)
-{
-    apr_pool_t *p = r->pool;
-    apr_uint64_t cum = 0;
-    int i;
-
-#define LABELS          "id=\"%s\",subject=\"%s\""
-#define LABEL_ARGS(row) (row)->it->cert->id_hex, prom_str(p, (row)->it->cert->subject)
-    ap_rputs("# HELP staple_handshakes_total TLS handshakes that asked for a staple.\n"
-             "# TYPE staple_handshakes_total counter\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r,
-                   "staple_handshakes_total{" LABELS
-                   ",stapled=\"true\"} %" APR_UINT64_T_FMT "\n",
-                   LABEL_ARGS(&rows[i]), rows[i].sl->stapled);
-        ap_rprintf(r,
-                   "staple_handshakes_total{" LABELS
-                   ",stapled=\"false\"} %" APR_UINT64_T_FMT "\n",
-                   LABEL_ARGS(&rows[i]), rows[i].sl->unstapled);
-    }
-    ap_rputs(
-        "# HELP staple_response_valid 1 when a response that may be stapled is held.\n"
-        "# TYPE staple_response_valid gauge\n",
-        r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_response_valid{" LABELS ",state=\"%s\"} %d\n",
-                   LABEL_ARGS(&rows[i]), rows[i].state, rows[i].valid);
-    }
-    ap_rputs("# HELP staple_response_revoked 1 when the held response says revoked.\n"
-             "# TYPE staple_response_revoked gauge\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_response_revoked{" LABELS "} %d\n", LABEL_ARGS(&rows[i]),
-                   rows[i].valid && rows[i].sl->cert_status == V_OCSP_CERTSTATUS_REVOKED);
-    }
-    ap_rputs("# HELP staple_response_next_update_seconds nextUpdate of the held response "
-             "(Unix time).\n# TYPE staple_response_next_update_seconds gauge\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(
-            r, "staple_response_next_update_seconds{" LABELS "} %" APR_TIME_T_FMT "\n",
-            LABEL_ARGS(&rows[i]), apr_time_sec(rows[i].sl->valid_until));
-    }
-    ap_rputs("# HELP staple_response_this_update_seconds thisUpdate of the held response "
-             "(Unix time).\n# TYPE staple_response_this_update_seconds gauge\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(
-            r, "staple_response_this_update_seconds{" LABELS "} %" APR_TIME_T_FMT "\n",
-            LABEL_ARGS(&rows[i]), apr_time_sec(rows[i].sl->this_update));
-    }
-    ap_rputs(
-        "# HELP staple_next_refresh_seconds When the next fetch is due (Unix time).\n"
-        "# TYPE staple_next_refresh_seconds gauge\n",
-        r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_next_refresh_seconds{" LABELS "} %" APR_TIME_T_FMT "\n",
-                   LABEL_ARGS(&rows[i]), apr_time_sec(rows[i].sl->due));
-    }
-    ap_rputs("# HELP staple_fetch_failures_consecutive Failed fetches since the last "
-             "success.\n# TYPE staple_fetch_failures_consecutive gauge\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_fetch_failures_consecutive{" LABELS "} %u\n",
-                   LABEL_ARGS(&rows[i]), rows[i].sl->failures);
-    }
-    ap_rputs("# HELP staple_last_fetch_duration_seconds The responder's last response "
-             "time.\n# TYPE staple_last_fetch_duration_seconds gauge\n",
-             r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        ap_rprintf(r, "staple_last_fetch_duration_seconds{" LABELS "} %.6f\n",
-                   LABEL_ARGS(&rows[i]), (double)rows[i].sl->last_duration / 1e6);
-    }
-    ap_rputs("# HELP staple_fetches_total Fetches by outcome.\n"
-             "# TYPE staple_fetches_total counter\n",
-             r);
-    for (i = 0; i < STAPLE_OUTCOME_COUNT; i++) {
-        ap_rprintf(r, "staple_fetches_total{outcome=\"%s\"} %u\n", staple_outcome_name(i),
-                   reg->stats->outcomes[i]);
-    }
-    ap_rputs(
-        "# HELP staple_fetch_duration_seconds Duration of fetches, name lookup to last "
-        "byte.\n# TYPE staple_fetch_duration_seconds histogram\n",
-        r);
-    for (i = 0; i < STAPLE_HIST_BUCKETS; i++) {
-        cum += reg->stats->duration_hist[i];
-        if (i < STAPLE_HIST_BUCKETS - 1) {
-            ap_rprintf(
-                r,
-                "staple_fetch_duration_seconds_bucket{le=\"%s\"} %" APR_UINT64_T_FMT "\n",
-                bucket_labels[i], cum);
-        } else {
-            ap_rprintf(
-                r,
-                "staple_fetch_duration_seconds_bucket{le=\"+Inf\"} %" APR_UINT64_T_FMT
-                "\n",
-                cum);
-        }
-    }
-    ap_rprintf(r,
-               "staple_fetch_duration_seconds_sum %.6f\n"
-               "staple_fetch_duration_seconds_count %" APR_UINT64_T_FMT "\n",
-               (double)reg->stats->duration_sum_us / 1e6, cum);
-#undef LABELS
-#undef LABEL_ARGS
-}
-
 static const char *esc(apr_pool_t *p, const char *s)
 {
     return s ? ap_escape_html2(p, s, 0) : "";
@@ -354,13 +101,379 @@ static const char *ago(apr_pool_t *p, apr_time_t t, apr_time_t now)
                    : apr_pstrcat(p, staple_fmt_duration(p, now - t), " ago", NULL);
 }
 
-static void emit_html(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t now)
+static const char *cert_status(cert_t *c)
 {
-    apr_pool_t *p = r->pool;
-    apr_uint64_t stapled, unstapled, fetches, failed;
+    return c->cert_status < 0 ? NULL : staple_cert_status_name(c->cert_status);
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON and ?auto: one row per field                                   */
+
+typedef enum {
+    V_STR,         /* const char *, null when NULL */
+    V_STRS,        /* apr_array_header_t * of const char * */
+    V_BOOL,        /* int */
+    V_TIME,        /* apr_time_t as ISO 8601, null when 0 */
+    V_SECS,        /* apr_interval_time_t in whole seconds */
+    V_MS,          /* apr_interval_time_t in milliseconds, one decimal */
+    V_UINT,        /* unsigned int */
+    V_U64,         /* apr_uint64_t */
+    V_CERT_STATUS, /* int cert_status, by name */
+} value_e;
+
+typedef struct {
+    const char *json;  /* key in ?json */
+    const char *autok; /* key in ?auto after "Cert<i>", or NULL */
+    value_e type;
+    apr_size_t off;
+} field_t;
+
+#define F(json, autok, type, member)                                                     \
+    {                                                                                    \
+        json, autok, type, APR_OFFSETOF(staple_cert_snap_t, member)                      \
+    }
+
+static const field_t fields[] = {
+    F("id", "Id", V_STR, id_hex),
+    F("subject", "Subject", V_STR, subject),
+    F("serial", NULL, V_STR, serial),
+    F("vhosts", NULL, V_STRS, vhosts),
+    F("responder", NULL, V_STR, url),
+    F("must_staple", NULL, V_BOOL, must_staple),
+    F("state", "State", V_STR, state),
+    F("valid", NULL, V_BOOL, valid),
+    F("cert_status", NULL, V_CERT_STATUS, cert_status),
+    F("this_update", NULL, V_TIME, this_update),
+    F("next_update", NULL, V_TIME, next_update),
+    F("seconds_left", "SecondsLeft", V_SECS, time_left),
+    F("fetched_at", NULL, V_TIME, fetched_at),
+    F("last_fetch_at", NULL, V_TIME, last_fetch_at),
+    F("last_fetch_ms", NULL, V_MS, last_fetch_duration),
+    F("last_error", NULL, V_STR, last_error),
+    F("last_error_at", NULL, V_TIME, last_error_at),
+    F("consecutive_failures", "Failures", V_UINT, failures),
+    F("next_refresh", NULL, V_TIME, next_refresh),
+    F("handshakes_stapled", "Stapled", V_U64, stapled),
+    F("handshakes_unstapled", "Unstapled", V_U64, unstapled),
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+#define AT(c, f, type) (*(const type *)((const char *)(c) + (f)->off))
+
+/* A field's value, as JSON (quoted strings, null) or as plain text. */
+static const char *field_value(apr_pool_t *p, cert_t *c, const field_t *f, int json)
+{
+    const char *s;
     int i;
 
-    totals(reg, &stapled, &unstapled, &fetches, &failed);
+    switch (f->type) {
+    case V_STR:
+        s = AT(c, f, const char *);
+        return json ? json_str(p, s) : (s ? s : "");
+    case V_STRS: {
+        const apr_array_header_t *a = AT(c, f, const apr_array_header_t *);
+        const char *out = "[";
+        for (i = 0; i < a->nelts; i++) {
+            out = apr_pstrcat(p, out, i ? "," : "",
+                              json_str(p, APR_ARRAY_IDX(a, i, const char *)), NULL);
+        }
+        return apr_pstrcat(p, out, "]", NULL);
+    }
+    case V_BOOL:
+        return AT(c, f, int) ? "true" : "false";
+    case V_TIME:
+        s = iso_time(p, AT(c, f, apr_time_t));
+        return json ? json_str(p, s) : (s ? s : "");
+    case V_SECS:
+        return apr_psprintf(p, "%" APR_TIME_T_FMT,
+                            apr_time_sec(AT(c, f, apr_interval_time_t)));
+    case V_MS:
+        return apr_psprintf(p, "%.1f", (double)AT(c, f, apr_interval_time_t) / 1000.0);
+    case V_UINT:
+        return apr_psprintf(p, "%u", AT(c, f, unsigned int));
+    case V_U64:
+        return apr_psprintf(p, "%" APR_UINT64_T_FMT, AT(c, f, apr_uint64_t));
+    case V_CERT_STATUS:
+        s = cert_status(c);
+        return json ? json_str(p, s) : (s ? s : "");
+    }
+    return "null";
+}
+
+static void emit_json(request_rec *r, const staple_snapshot_t *snap)
+{
+    apr_pool_t *p = r->pool;
+    int i;
+    unsigned k;
+
+    ap_rprintf(r, "{\"version\":%s,\"now\":%s,\"certificates\":[",
+               json_str(p, STAPLE_VERSION), json_str(p, iso_time(p, snap->now)));
+    for (i = 0; i < snap->count; i++) {
+        for (k = 0; k < NFIELDS; k++) {
+            ap_rprintf(r, "%s%s:%s", k ? "," : (i ? ",{" : "{"),
+                       json_str(p, fields[k].json),
+                       field_value(p, &snap->certs[i], &fields[k], 1));
+        }
+        ap_rputc('}', r);
+    }
+    ap_rputs("],\"fetches\":{", r);
+    for (i = 0; i < STAPLE_OUTCOME_COUNT; i++) {
+        ap_rprintf(r, "%s%s:%" APR_UINT64_T_FMT, i ? "," : "",
+                   json_str(p, staple_outcome_name(i)), snap->outcomes[i]);
+    }
+    ap_rputs("},\"fetch_duration_ms\":{\"buckets\":{", r);
+    for (i = 0; i < STAPLE_HIST_BUCKETS; i++) {
+        const staple_hist_bucket_t *b = &staple_hist_buckets[i];
+        ap_rprintf(r, "%s\"%s\":%" APR_UINT64_T_FMT, i ? "," : "",
+                   b->ms < 0 ? "+Inf" : apr_psprintf(p, "%" APR_TIME_T_FMT, b->ms),
+                   snap->hist[i]);
+    }
+    ap_rprintf(r, "},\"count\":%" APR_UINT64_T_FMT ",\"sum\":%.1f}}\n",
+               snap->hist[STAPLE_HIST_BUCKETS - 1],
+               (double)snap->duration_sum_us / 1000.0);
+}
+
+/* The totals of ?auto and of server-status?auto. */
+static void emit_auto_totals(request_rec *r, const staple_snapshot_t *snap, int fetches)
+{
+    ap_rprintf(r,
+               "StapleCertificates: %d\nStapleValid: %d\nStapleHandshakesStapled: "
+               "%" APR_UINT64_T_FMT "\nStapleHandshakesUnstapled: %" APR_UINT64_T_FMT
+               "\n",
+               snap->count, snap->valid, snap->stapled, snap->unstapled);
+    if (fetches) {
+        ap_rprintf(r,
+                   "StapleFetches: %" APR_UINT64_T_FMT
+                   "\nStapleFetchesFailed: %" APR_UINT64_T_FMT "\n",
+                   snap->fetches, snap->failed);
+    }
+}
+
+static void emit_auto(request_rec *r, const staple_snapshot_t *snap)
+{
+    int i;
+    unsigned k;
+
+    emit_auto_totals(r, snap, 1);
+    for (i = 0; i < snap->count; i++) {
+        for (k = 0; k < NFIELDS; k++) {
+            if (fields[k].autok) {
+                ap_rprintf(r, "Cert%d%s: %s\n", i, fields[k].autok,
+                           field_value(r->pool, &snap->certs[i], &fields[k], 0));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Prometheus: one row per metric                                      */
+
+typedef const char *prom_value_fn(apr_pool_t *p, cert_t *c, int series);
+
+typedef struct {
+    const char *name, *type, *help;
+    int series;        /* samples per certificate */
+    const char *label; /* extra label name, or NULL */
+    const char *(*label_value)(cert_t *c, int series);
+    prom_value_fn *value;
+} metric_t;
+
+static const char *series_stapled(cert_t *c, int series)
+{
+    (void)c;
+    return series == 0 ? "true" : "false";
+}
+
+static const char *series_state(cert_t *c, int series)
+{
+    (void)series;
+    return c->state;
+}
+
+static const char *v_handshakes(apr_pool_t *p, cert_t *c, int series)
+{
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT, series == 0 ? c->stapled : c->unstapled);
+}
+
+static const char *v_valid(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)p;
+    (void)series;
+    return c->valid ? "1" : "0";
+}
+
+static const char *v_revoked(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)p;
+    (void)series;
+    return c->valid && c->cert_status == V_OCSP_CERTSTATUS_REVOKED ? "1" : "0";
+}
+
+#define UNIX_TIME_VALUE(fn, member)                                                      \
+    static const char *fn(apr_pool_t *p, cert_t *c, int series)                          \
+    {                                                                                    \
+        (void)series;                                                                    \
+        return apr_psprintf(p, "%" APR_TIME_T_FMT, apr_time_sec(c->member));             \
+    }
+UNIX_TIME_VALUE(v_next_update, next_update)
+UNIX_TIME_VALUE(v_this_update, this_update)
+UNIX_TIME_VALUE(v_next_refresh, next_refresh)
+
+static const char *v_failures(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)series;
+    return apr_psprintf(p, "%u", c->failures);
+}
+
+static const char *v_duration(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)series;
+    return apr_psprintf(p, "%.6f", (double)c->last_fetch_duration / 1e6);
+}
+
+static const metric_t metrics[] = {
+    {"staple_handshakes_total", "counter", "TLS handshakes that asked for a staple.", 2,
+     "stapled", series_stapled, v_handshakes},
+    {"staple_response_valid", "gauge", "1 when a response that may be stapled is held.",
+     1, "state", series_state, v_valid},
+    {"staple_response_revoked", "gauge", "1 when the held response says revoked.", 1,
+     NULL, NULL, v_revoked},
+    {"staple_response_next_update_seconds", "gauge",
+     "nextUpdate of the held response (Unix time).", 1, NULL, NULL, v_next_update},
+    {"staple_response_this_update_seconds", "gauge",
+     "thisUpdate of the held response (Unix time).", 1, NULL, NULL, v_this_update},
+    {"staple_next_refresh_seconds", "gauge", "When the next fetch is due (Unix time).", 1,
+     NULL, NULL, v_next_refresh},
+    {"staple_fetch_failures_consecutive", "gauge",
+     "Failed fetches since the last success.", 1, NULL, NULL, v_failures},
+    {"staple_last_fetch_duration_seconds", "gauge", "The responder's last response time.",
+     1, NULL, NULL, v_duration},
+};
+
+static void emit_prometheus(request_rec *r, const staple_snapshot_t *snap)
+{
+    apr_pool_t *p = r->pool;
+    unsigned m;
+    int i, k;
+
+    for (m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+        const metric_t *mt = &metrics[m];
+        ap_rprintf(r, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name,
+                   mt->type);
+        for (i = 0; i < snap->count; i++) {
+            cert_t *c = &snap->certs[i];
+            for (k = 0; k < mt->series; k++) {
+                ap_rprintf(r, "%s{id=\"%s\",subject=\"%s\"%s%s%s%s} %s\n", mt->name,
+                           c->id_hex, prom_str(p, c->subject), mt->label ? "," : "",
+                           mt->label ? mt->label : "", mt->label ? "=\"" : "",
+                           mt->label ? apr_pstrcat(p, mt->label_value(c, k), "\"", NULL)
+                                     : "",
+                           mt->value(p, c, k));
+            }
+        }
+    }
+    ap_rputs("# HELP staple_fetches_total Fetches by outcome.\n"
+             "# TYPE staple_fetches_total counter\n",
+             r);
+    for (i = 0; i < STAPLE_OUTCOME_COUNT; i++) {
+        ap_rprintf(r, "staple_fetches_total{outcome=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                   staple_outcome_name(i), snap->outcomes[i]);
+    }
+    ap_rputs(
+        "# HELP staple_fetch_duration_seconds Duration of fetches, name lookup to last "
+        "byte.\n# TYPE staple_fetch_duration_seconds histogram\n",
+        r);
+    for (i = 0; i < STAPLE_HIST_BUCKETS; i++) {
+        ap_rprintf(
+            r, "staple_fetch_duration_seconds_bucket{le=\"%s\"} %" APR_UINT64_T_FMT "\n",
+            staple_hist_buckets[i].le, snap->hist[i]);
+    }
+    ap_rprintf(r,
+               "staple_fetch_duration_seconds_sum %.6f\n"
+               "staple_fetch_duration_seconds_count %" APR_UINT64_T_FMT "\n",
+               (double)snap->duration_sum_us / 1e6, snap->hist[STAPLE_HIST_BUCKETS - 1]);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTML: one row per column                                            */
+
+typedef const char *html_cell_fn(apr_pool_t *p, cert_t *c, apr_time_t now);
+
+static const char *cell_state(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    (void)now;
+    return apr_psprintf(p, "<td class=\"state\">%s</td>", c->state);
+}
+
+static const char *cell_cert(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    (void)now;
+    return apr_psprintf(p, "<td>%s%s<br><small>serial %s<br>id %s<br>%s</small></td>",
+                        esc(p, c->subject), c->must_staple ? " <b>(Must-Staple)</b>" : "",
+                        esc(p, c->serial), c->id_hex,
+                        esc(p, apr_array_pstrcat(p, c->vhosts, ' ')));
+}
+
+static const char *cell_left(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    (void)now;
+    return apr_psprintf(p, "<td>%s</td>",
+                        c->valid ? staple_fmt_duration(p, c->time_left) : "&ndash;");
+}
+
+static const char *cell_response(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    const char *st = cert_status(c);
+
+    return apr_psprintf(p,
+                        "<td>%s<br><small>this update %s<br>next update %s<br>fetched "
+                        "%s</small></td>",
+                        st ? st : "&ndash;", esc(p, iso_time(p, c->this_update)),
+                        esc(p, iso_time(p, c->next_update)), ago(p, c->fetched_at, now));
+}
+
+static const char *cell_fetch(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    return apr_psprintf(p,
+                        "<td>%s<br><small>last %s, %.1f ms<br>next %s<br>%u failure(s) "
+                        "in a row</small></td>",
+                        esc(p, c->url), ago(p, c->last_fetch_at, now),
+                        (double)c->last_fetch_duration / 1000.0,
+                        ago(p, c->next_refresh, now), c->failures);
+}
+
+static const char *cell_error(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    return apr_psprintf(p, "<td>%s<br><small>%s</small></td>",
+                        c->last_error ? esc(p, c->last_error) : "&ndash;",
+                        ago(p, c->last_error_at, now));
+}
+
+static const char *cell_handshakes(apr_pool_t *p, cert_t *c, apr_time_t now)
+{
+    (void)now;
+    return apr_psprintf(
+        p, "<td>%" APR_UINT64_T_FMT " stapled<br>%" APR_UINT64_T_FMT " without</td>",
+        c->stapled, c->unstapled);
+}
+
+static const struct {
+    const char *title;
+    html_cell_fn *cell;
+} columns[] = {
+    {"State", cell_state},           {"Certificate", cell_cert},
+    {"Time left", cell_left},        {"Response", cell_response},
+    {"Fetch", cell_fetch},           {"Last error", cell_error},
+    {"Handshakes", cell_handshakes},
+};
+#define NCOLUMNS (sizeof(columns) / sizeof(columns[0]))
+
+static void emit_html(request_rec *r, const staple_snapshot_t *snap)
+{
+    apr_pool_t *p = r->pool;
+    unsigned k;
+    int i;
+
     ap_rputs(DOCTYPE_HTML_4_0T
              "<html><head><title>OCSP stapling</title>\n"
              "<style>\n"
@@ -381,43 +494,19 @@ static void emit_html(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t
                "&middot; handshakes stapled %" APR_UINT64_T_FMT ", unstapled "
                "%" APR_UINT64_T_FMT " &middot; fetches %" APR_UINT64_T_FMT
                ", failed %" APR_UINT64_T_FMT " &middot; %s</p>\n",
-               STAPLE_VERSION, reg->items->nelts, stapled, unstapled, fetches, failed,
-               esc(p, reg->shared.name));
-    ap_rputs(
-        "<table>\n<tr><th>State</th><th>Certificate</th><th>Time left</th>"
-        "<th>Response</th><th>Fetch</th><th>Last error</th><th>Handshakes</th></tr>\n",
-        r);
-    for (i = 0; i < reg->items->nelts; i++) {
-        row_t *row = &rows[i];
-        staple_slot_t *sl = row->sl;
-        staple_cert_t *c = row->it->cert;
-
-        ap_rprintf(r,
-                   "<tr class=\"%s\"><td class=\"state\">%s</td>"
-                   "<td>%s%s<br><small>serial %s<br>id %s<br>%s</small></td>"
-                   "<td>%s</td>",
-                   row->state, row->state, esc(p, c->subject),
-                   c->must_staple ? " <b>(Must-Staple)</b>" : "", esc(p, c->serial),
-                   c->id_hex, esc(p, vhost_list(p, row->it, ' ')),
-                   row->valid ? staple_fmt_duration(p, row->time_left) : "&ndash;");
-        ap_rprintf(r,
-                   "<td>%s<br><small>this update %s<br>next update %s<br>fetched "
-                   "%s</small></td>",
-                   sl->cert_status < 0 ? "&ndash;"
-                                       : staple_cert_status_name(sl->cert_status),
-                   esc(p, iso_time(p, sl->this_update)),
-                   esc(p, iso_time(p, sl->valid_until)), ago(p, sl->fetched_at, now));
-        ap_rprintf(r,
-                   "<td>%s<br><small>last %s, %.1f ms<br>next %s<br>%u failure(s) in a "
-                   "row</small></td>",
-                   esc(p, row->it->url), ago(p, sl->last_attempt, now),
-                   (double)sl->last_duration / 1000.0, ago(p, sl->due, now),
-                   sl->failures);
-        ap_rprintf(r,
-                   "<td>%s<br><small>%s</small></td><td>%" APR_UINT64_T_FMT
-                   " stapled<br>%" APR_UINT64_T_FMT " without</td></tr>\n",
-                   sl->last_error_at ? esc(p, sl->last_error) : "&ndash;",
-                   ago(p, sl->last_error_at, now), sl->stapled, sl->unstapled);
+               STAPLE_VERSION, snap->count, snap->stapled, snap->unstapled, snap->fetches,
+               snap->failed, esc(p, snap->cache_name));
+    ap_rputs("<table>\n<tr>", r);
+    for (k = 0; k < NCOLUMNS; k++) {
+        ap_rprintf(r, "<th>%s</th>", columns[k].title);
+    }
+    ap_rputs("</tr>\n", r);
+    for (i = 0; i < snap->count; i++) {
+        ap_rprintf(r, "<tr class=\"%s\">", snap->certs[i].state);
+        for (k = 0; k < NCOLUMNS; k++) {
+            ap_rputs(columns[k].cell(p, &snap->certs[i], snap->now), r);
+        }
+        ap_rputs("</tr>\n", r);
     }
     ap_rputs("</table>\n<p><small>Also as <a href=\"?json\">JSON</a>, "
              "<a href=\"?auto\">key: value</a>, <a href=\"?prometheus\">Prometheus</a>."
@@ -425,12 +514,27 @@ static void emit_html(request_rec *r, staple_reg_t *reg, row_t *rows, apr_time_t
              r);
 }
 
+/* ------------------------------------------------------------------ */
+/* The handlers                                                        */
+
+static const struct {
+    const char *arg; /* NULL: the default */
+    const char *type;
+    void (*emit)(request_rec *r, const staple_snapshot_t *snap);
+    const char *empty; /* the answer when nothing is stapled */
+} formats[] = {
+    {"json", "application/json", emit_json,
+     "{\"version\":\"" STAPLE_VERSION "\",\"certificates\":[]}\n"},
+    {"auto", "text/plain; charset=ISO-8859-1", emit_auto, "StapleCertificates: 0\n"},
+    {"prometheus", "text/plain; version=0.0.4", emit_prometheus, ""},
+    {NULL, "text/html; charset=ISO-8859-1", emit_html,
+     "<html><body><p>mod_staple staples no certificate.</p></body></html>\n"},
+};
+
 static int staple_status_handler(request_rec *r)
 {
-    staple_reg_t *reg = staple_reg;
-    status_fmt_e fmt = FMT_HTML;
-    apr_time_t now = apr_time_now();
-    row_t *rows;
+    staple_reg_t *reg = staple_active_reg();
+    unsigned f = 0;
 
     if (strcmp(r->handler, STAPLE_STATUS_HANDLER)) {
         return DECLINED;
@@ -439,75 +543,35 @@ static int staple_status_handler(request_rec *r)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    if (r->args) {
-        if (!strcmp(r->args, "json")) {
-            fmt = FMT_JSON;
-        } else if (!strcmp(r->args, "auto")) {
-            fmt = FMT_AUTO;
-        } else if (!strcmp(r->args, "prometheus")) {
-            fmt = FMT_PROM;
-        }
+    while (formats[f].arg && !(r->args && !strcmp(r->args, formats[f].arg))) {
+        f++;
     }
-    ap_set_content_type(r, fmt == FMT_JSON   ? "application/json"
-                           : fmt == FMT_AUTO ? "text/plain; charset=ISO-8859-1"
-                           : fmt == FMT_PROM ? "text/plain; version=0.0.4"
-                                             : "text/html; charset=ISO-8859-1");
+    ap_set_content_type(r, formats[f].type);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    if (reg == NULL || !reg->active) {
+    if (reg == NULL) {
         /* nothing claimed: an empty but well-formed answer */
-        if (fmt == FMT_JSON) {
-            ap_rprintf(r, "{\"version\":\"%s\",\"certificates\":[]}\n", STAPLE_VERSION);
-        } else if (fmt == FMT_AUTO) {
-            ap_rputs("StapleCertificates: 0\n", r);
-        } else if (fmt == FMT_HTML) {
-            ap_rputs(
-                "<html><body><p>mod_staple staples no certificate.</p></body></html>\n",
-                r);
-        }
+        ap_rputs(formats[f].empty, r);
         return OK;
     }
     if (r->header_only) {
         return OK;
     }
-    rows = make_rows(reg, now, r->pool);
-    switch (fmt) {
-    case FMT_JSON:
-        emit_json(r, reg, rows, now);
-        break;
-    case FMT_AUTO:
-        emit_auto(r, reg, rows);
-        break;
-    case FMT_PROM:
-        emit_prometheus(r, reg, rows);
-        break;
-    default:
-        emit_html(r, reg, rows, now);
-    }
+    formats[f].emit(r, staple_reg_snapshot(reg, r->pool));
     return OK;
 }
 
 /* The section in mod_status's server-status page. */
 static int staple_server_status(request_rec *r, int flags)
 {
-    staple_reg_t *reg = staple_reg;
-    apr_uint64_t stapled, unstapled, fetches, failed;
-    row_t *rows;
-    int i, valid = 0;
+    staple_reg_t *reg = staple_active_reg();
+    staple_snapshot_t *snap;
 
-    if (reg == NULL || !reg->active) {
+    if (reg == NULL) {
         return OK;
     }
-    rows = make_rows(reg, apr_time_now(), r->pool);
-    for (i = 0; i < reg->items->nelts; i++) {
-        valid += rows[i].valid;
-    }
-    totals(reg, &stapled, &unstapled, &fetches, &failed);
+    snap = staple_reg_snapshot(reg, r->pool);
     if (flags & AP_STATUS_SHORT) {
-        ap_rprintf(r,
-                   "StapleCertificates: %d\nStapleValid: %d\nStapleHandshakesStapled: "
-                   "%" APR_UINT64_T_FMT "\nStapleHandshakesUnstapled: %" APR_UINT64_T_FMT
-                   "\n",
-                   reg->items->nelts, valid, stapled, unstapled);
+        emit_auto_totals(r, snap, 0);
         return OK;
     }
     ap_rprintf(
@@ -516,7 +580,8 @@ static int staple_server_status(request_rec *r, int flags)
         "valid response &middot; handshakes stapled %" APR_UINT64_T_FMT
         ", unstapled %" APR_UINT64_T_FMT " &middot; fetches %" APR_UINT64_T_FMT
         ", failed %" APR_UINT64_T_FMT "</p>\n",
-        reg->items->nelts, valid, stapled, unstapled, fetches, failed);
+        snap->count, snap->valid, snap->stapled, snap->unstapled, snap->fetches,
+        snap->failed);
     return OK;
 }
 

@@ -59,10 +59,12 @@ typedef void staple_fetch_more_fn(apr_array_header_t *fetches, void *ctx);
  * @return APR_SUCCESS when every fetch ran (check each one's status),
  *         another code when libcurl could not be set up
  */
-apr_status_t staple_fetch_run(apr_array_header_t *fetches,
-                              const staple_fetch_opts_t *opts, apr_time_t deadline,
-                              staple_fetch_done_fn *done, staple_fetch_more_fn *more,
-                              void *ctx, apr_pool_t *p);
+typedef apr_status_t staple_fetch_run_fn(apr_array_header_t *fetches,
+                                         const staple_fetch_opts_t *opts,
+                                         apr_time_t deadline, staple_fetch_done_fn *done,
+                                         staple_fetch_more_fn *more, void *ctx,
+                                         apr_pool_t *p);
+staple_fetch_run_fn staple_fetch_run;
 
 /** Initialise libcurl once per process, before any thread starts. */
 apr_status_t staple_fetch_global_init(void);

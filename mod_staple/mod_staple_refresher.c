@@ -1,0 +1,251 @@
+/*
+ * Where the registry's fetch rounds run: once at startup in a child that
+ * has become the server's User (the parent is root and must not parse
+ * responder data), then in a mod_watchdog singleton that sleeps until the
+ * next certificate is due. Also the StapleStore directory, made by root.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_allocator.h>
+#include <apr_file_info.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_log.h>
+#include <ap_mpm.h>
+#include <mod_watchdog.h>
+#include <unixd.h>
+
+#include "mod_staple_private.h"
+
+#define STAPLE_WATCHDOG "_staple_"
+
+/* ------------------------------------------------------------------ */
+/* StapleStore                                                         */
+
+const char *staple_store_prepare(server_rec *s, const char *dir, apr_pool_t *p)
+{
+    struct stat st;
+    apr_status_t rv;
+
+    rv = apr_dir_make_recursive(
+        dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
+        goto fail;
+    }
+    if (lstat(dir, &st) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rv = APR_ENOTDIR;
+        goto fail;
+    }
+    if (geteuid() == 0 &&
+        chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    if (chmod(dir, 0700) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto fail;
+    }
+    return dir;
+
+fail:
+    ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                 "StapleStore %s cannot be used as a private directory of User %s: "
+                 "responses are kept in memory only and will be fetched again after a "
+                 "restart; fix its permissions or set StapleStore to another directory",
+                 dir, ap_unixd_config.user_name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Startup: first responses before the first handshake                 */
+
+static int become_server_user(server_rec *s)
+{
+    if (geteuid() != 0) {
+        return 0;
+    }
+    if (setgid(ap_unixd_config.group_id) != 0 ||
+        initgroups(ap_unixd_config.user_name, ap_unixd_config.group_id) != 0 ||
+        setuid(ap_unixd_config.user_id) != 0 || (setuid(0) == 0 && geteuid() == 0)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "cannot switch to User %s for the startup OCSP fetch; responses "
+                     "will come from the background refresher",
+                     ap_unixd_config.user_name);
+        return -1;
+    }
+    return 0;
+}
+
+void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,
+                          apr_interval_time_t timeout, apr_pool_t *ptemp)
+{
+    apr_time_t start = apr_time_now();
+    apr_time_t deadline = start + timeout;
+    apr_time_t limit = deadline + apr_time_from_sec(1);
+    int status = 0, done = 0;
+    pid_t pid;
+
+    pid = fork();
+    if (pid < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     "cannot fork for the startup OCSP fetch");
+        return;
+    }
+    if (pid == 0) {
+        apr_pool_t *p;
+        apr_pool_create(&p, ptemp);
+        if (become_server_user(s) != 0 ||
+            staple_caches_child_init(caches, p) != APR_SUCCESS) {
+            _exit(1);
+        }
+        staple_reg_refresh(reg, deadline, 0, p);
+        _exit(0);
+    }
+    while (!done) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR)) {
+            done = 1;
+        } else if (apr_time_now() > limit) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "startup OCSP fetch did not finish within StapleStartupTimeout; "
+                         "going on without it");
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            done = 1;
+        } else {
+            apr_sleep(apr_time_from_msec(10));
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 "startup OCSP fetch took %" APR_TIME_T_FMT " ms",
+                 apr_time_as_msec(apr_time_now() - start));
+}
+
+/* ------------------------------------------------------------------ */
+/* The refresher: a watchdog singleton                                 */
+
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) * wd_get_instance;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) * wd_register_callback;
+static APR_OPTIONAL_FN_TYPE(ap_watchdog_set_callback_interval) * wd_set_interval;
+
+typedef struct {
+    staple_reg_t *reg;
+    server_rec *s;
+    ap_watchdog_t *watchdog;
+    const apr_array_header_t *event_cmd;
+    staple_events_t *events; /* made in the process running the refresher */
+} refresher_t;
+
+/* The runner of StapleEventCmd, made in the process that runs the
+ * refresher. The watchdog's pools live for one call, and the programs
+ * outlive it: their pool has an allocator of its own. */
+static staple_events_t *events_of(refresher_t *rf)
+{
+    apr_allocator_t *alloc;
+    apr_pool_t *p;
+
+    if (rf->events == NULL && apr_allocator_create(&alloc) == APR_SUCCESS) {
+        if (apr_pool_create_ex(&p, NULL, NULL, alloc) != APR_SUCCESS) {
+            apr_allocator_destroy(alloc);
+            return NULL;
+        }
+        apr_allocator_owner_set(alloc, p);
+        apr_pool_tag(p, "staple_events");
+        rf->events = staple_events_make(p, rf->s, rf->event_cmd);
+    }
+    return rf->events;
+}
+
+/* One round with its own allocator, freed with it: the first round after a
+ * cold start with thousands of certificates is much larger than the next
+ * ones, and its memory should not stay with the process. Returns the
+ * interval until the next round. */
+static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
+{
+    apr_allocator_t *alloc;
+    apr_time_t next, now;
+    apr_array_header_t *events;
+    apr_pool_t *p;
+    int running;
+
+    if (apr_allocator_create(&alloc) != APR_SUCCESS) {
+        return apr_time_from_sec(1);
+    }
+    apr_pool_create_ex(&p, wpool, NULL, alloc);
+    apr_allocator_owner_set(alloc, p);
+    apr_pool_tag(p, "staple_refresher");
+    next = staple_reg_refresh(rf->reg, 0, 1, p);
+    events = staple_reg_take_events(rf->reg, p);
+    running = events_of(rf) ? staple_events_run(rf->events, events) : 0;
+    apr_pool_destroy(p);
+
+    now = apr_time_now();
+    if (running > 0 && next > now + apr_time_from_sec(1)) {
+        next = now + apr_time_from_sec(1); /* to collect the exit status */
+    }
+    /* sleep until the earliest due time, no polling in between */
+    return next > now + apr_time_from_msec(200) ? next - now : apr_time_from_msec(200);
+}
+
+static apr_status_t refresher(int state, void *data, apr_pool_t *wpool)
+{
+    refresher_t *rf = data;
+
+    switch (state) {
+    case AP_WATCHDOG_STATE_STARTING:
+        /* the schedule in shared memory carries over from the startup
+         * fetch or from the process that ran the refresher before */
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, rf->s,
+                     "OCSP refresher started in process %ld", (long)getpid());
+        break;
+
+    case AP_WATCHDOG_STATE_RUNNING:
+        wd_set_interval(rf->watchdog, round_once(rf, wpool), rf, refresher);
+        break;
+
+    case AP_WATCHDOG_STATE_STOPPING:
+        break;
+    }
+    /* anything else would stop the watchdog calling us */
+    return APR_SUCCESS;
+}
+
+apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
+                                    const staple_mod_conf_t *mc, apr_pool_t *pconf)
+{
+    refresher_t *rf = apr_pcalloc(pconf, sizeof(*rf));
+    apr_status_t rv;
+
+    rf->reg = reg;
+    rf->s = s;
+    rf->event_cmd = mc->event_cmd;
+    wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    wd_register_callback = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    wd_set_interval = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_set_callback_interval);
+    if (!wd_get_instance || !wd_register_callback || !wd_set_interval) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "mod_watchdog is not loaded: mod_staple needs it to renew OCSP "
+                     "responses (LoadModule watchdog_module modules/mod_watchdog.so)");
+        return APR_EGENERAL;
+    }
+    rv = wd_get_instance(&rf->watchdog, STAPLE_WATCHDOG, 0, 1, pconf);
+    if (rv == APR_SUCCESS) {
+        rv = wd_register_callback(rf->watchdog, apr_time_from_sec(1), rf, refresher);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "cannot set up the OCSP refresher watchdog");
+    }
+    return rv;
+}

@@ -1,0 +1,244 @@
+/*
+ * The registry: every certificate mod_staple staples, and every decision
+ * about its OCSP response — what a handshake gets, when to fetch, what
+ * replaces what, when to adopt what another server put into the shared
+ * cache, who holds the fetch lease, which events are due.
+ *
+ * Needs only APR, OpenSSL and libcurl. The caller (httpd's glue, or a unit
+ * test) hands it caches as small function tables, a clock, a source of
+ * randomness and a log function; the registry never sees httpd.
+ *
+ * Life cycle:
+ *   staple_reg_make          once per configuration (pconf)
+ *   staple_reg_add           per certificate mod_ssl primes
+ *   staple_reg_shm_size      bytes of shared memory the slots need
+ *   staple_reg_attach        the shared memory, and the caches
+ *   staple_reg_refresh       in the startup child and in the refresher
+ *   staple_reg_child_init    in every process that answers handshakes
+ *   staple_reg_get_resp      per handshake
+ *   staple_reg_take_events   after each refresh round
+ *   staple_reg_snapshot      for the status page
+ */
+#ifndef STAPLE_REG_H
+#define STAPLE_REG_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+#include <openssl/x509.h>
+
+#include "staple_fetch.h"
+#include "staple_ocsp.h"
+#include "staple_timing.h"
+
+typedef struct staple_reg_t staple_reg_t;
+
+/** Log levels, as syslog and httpd number them. */
+#define STAPLE_LOG_CRIT    2
+#define STAPLE_LOG_ERR     3
+#define STAPLE_LOG_WARNING 4
+#define STAPLE_LOG_INFO    6
+#define STAPLE_LOG_DEBUG   7
+
+/** Writes one line to the server's log. */
+typedef void staple_log_fn(void *baton, int level, const char *msg);
+
+/**
+ * A cache of responses, reached through two calls. A get fills buf (of
+ * *len bytes) and sets *len; anything but APR_SUCCESS is a miss. Keys are
+ * bytes, not strings.
+ */
+typedef struct {
+    const char *name; /**< for log lines, e.g. "StapleCache shmcb:..." */
+    apr_status_t (*get)(void *baton, const unsigned char *key, unsigned int key_len,
+                        unsigned char *buf, unsigned int *len, apr_pool_t *p);
+    apr_status_t (*put)(void *baton, const unsigned char *key, unsigned int key_len,
+                        apr_time_t expiry, const unsigned char *data, unsigned int len,
+                        apr_pool_t *p);
+    void *baton;
+} staple_cache_ops_t;
+
+/** What the registry is told once, at make. */
+typedef struct {
+    staple_check_params_t check;    /**< StapleResponseTimeSkew, StapleResponseMaxAge */
+    staple_timing_t timing;         /**< renewal and retry policy */
+    staple_fetch_opts_t fetch;      /**< timeout, parallelism, proxy, user agent */
+    STACK_OF(X509) *trusted;        /**< StapleTrustedCertificate, or NULL */
+    const char *store;              /**< StapleStore directory, or NULL: none */
+    const char *node_id;            /**< names this server in cluster leases */
+    apr_time_t (*clock)(void);      /**< the time; NULL: apr_time_now */
+    double (*random)(void);         /**< jitter in [0, 1); NULL: OpenSSL's RAND */
+    staple_fetch_run_fn *fetch_run; /**< NULL: staple_fetch_run */
+    int (*stopping)(void);          /**< 1 when the process is shutting down */
+    staple_log_fn *log;             /**< NULL: no log */
+    void *log_baton;
+    int log_level; /**< the most verbose level that is written */
+} staple_reg_opts_t;
+
+/**
+ * A registry with no certificates yet. Its memory and the OpenSSL objects
+ * it makes live in p.
+ */
+staple_reg_t *staple_reg_make(apr_pool_t *p, const staple_reg_opts_t *opts);
+
+/** Remember an id that mod_ssl primed, whether or not it is claimed. */
+void staple_reg_note_primed(staple_reg_t *reg, const unsigned char *id);
+
+/** 1 when mod_ssl primed this id (claimed or not). */
+int staple_reg_was_primed(const staple_reg_t *reg, const unsigned char *id);
+
+/**
+ * Claim a certificate for stapling, or say why not (logged: self-signed at
+ * info, no responder URL at info, no issuer at warning).
+ * @param id the SHA-1 of the certificate (STAPLE_ID_LEN bytes)
+ * @param pem the certificate followed by its chain
+ * @param vhost the server using it, for the status page
+ * @param force_url StapleForceURL of that server, or NULL
+ * @return 1 when the registry staples it (also for one seen before), else 0
+ */
+int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
+                   const char *vhost, const char *force_url);
+
+/**
+ * Keep verified responses in this directory (NULL: nowhere), instead of the
+ * StapleStore given at make; before staple_reg_attach.
+ */
+void staple_reg_set_store(staple_reg_t *reg, const char *dir);
+
+/** Number of certificates the registry staples. */
+int staple_reg_count(const staple_reg_t *reg);
+
+/** Bytes of shared memory staple_reg_attach needs. */
+apr_size_t staple_reg_shm_size(const staple_reg_t *reg);
+
+/**
+ * Use this shared memory for counters and per-certificate state, and these
+ * caches: shared is StapleCache (may be shared by a cluster), local the copy
+ * handshakes read (NULL: handshakes read shared).
+ * @param fresh 1 to initialise the memory (once, in the parent)
+ */
+void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
+                       const staple_cache_ops_t *shared, const staple_cache_ops_t *local);
+
+/** Per-process setup (the locks of the process copies). */
+apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild);
+
+/** Hands a response to the TLS library: NULL, 0 for none. */
+typedef void staple_copy_fn(const unsigned char *der, apr_size_t len, void *baton);
+
+/** What staple_reg_get_resp did. */
+typedef enum {
+    STAPLE_RESP_NOT_OURS = 0, /**< not a certificate of this registry */
+    STAPLE_RESP_STAPLED,      /**< a valid response went to copy */
+    STAPLE_RESP_NONE          /**< ours, but no valid response: NULL went to copy */
+} staple_resp_e;
+
+/**
+ * Answer a handshake: never waits on the network or the refresher. Reads
+ * the process's copy, and the local cache when the copy is outdated.
+ * @param p a pool for the call (the connection's)
+ */
+staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
+                                  apr_size_t id_len, staple_copy_fn *copy, void *baton,
+                                  apr_pool_t *p);
+
+/**
+ * Fetch what is due: look at the store and the shared cache first, take the
+ * cluster lease, fetch, verify, publish, record failures.
+ * @param deadline no fetch runs past it (0: StapleResponderTimeout only);
+ *        until it, wait for what other servers holding the lease fetch
+ * @param keep_adding let certificates falling due during the round join it
+ * @return when the next certificate is due (at most an hour away)
+ */
+apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_adding,
+                              apr_pool_t *p);
+
+/** Events for StapleEventCmd. */
+typedef enum {
+    STAPLE_EVENT_RENEWED = 0,
+    STAPLE_EVENT_ERRORED,
+    STAPLE_EVENT_REVOKED,
+    STAPLE_EVENT_MISSING,
+    STAPLE_EVENT_EXPIRING,
+    STAPLE_EVENT_COUNT
+} staple_event_e;
+
+/** Name of an event, as passed to StapleEventCmd. */
+const char *staple_event_name(staple_event_e ev);
+
+/** An event that is due. */
+typedef struct {
+    staple_event_e event;
+    const char *id_hex;
+    const char *subject;
+    const char *detail; /**< one line, for the program's last argument */
+} staple_event_t;
+
+/** At most one event per certificate and kind in this interval. */
+#define STAPLE_EVENT_INTERVAL apr_time_from_sec(600)
+
+/**
+ * The events the last rounds left pending, at most one per certificate and
+ * kind per STAPLE_EVENT_INTERVAL (the others are dropped, logged at debug).
+ * @return staple_event_t elements, from p
+ */
+apr_array_header_t *staple_reg_take_events(staple_reg_t *reg, apr_pool_t *p);
+
+/** Fetch outcomes: the check results, then failures before any response. */
+#define STAPLE_OUTCOME_FETCH_ERROR STAPLE_CHECK_COUNT
+#define STAPLE_OUTCOME_COUNT       (STAPLE_CHECK_COUNT + 1)
+
+/** Name of a fetch outcome, for the status page and metrics. */
+const char *staple_outcome_name(int outcome);
+
+/** Fetch duration histogram: upper bounds, the last one +Inf. */
+#define STAPLE_HIST_BUCKETS 10
+
+typedef struct {
+    apr_interval_time_t ms; /**< upper bound in milliseconds; -1: +Inf */
+    const char *le;         /**< the bound in seconds, as Prometheus writes it */
+} staple_hist_bucket_t;
+
+extern const staple_hist_bucket_t staple_hist_buckets[STAPLE_HIST_BUCKETS];
+
+/** One certificate as the status page shows it. */
+typedef struct {
+    const char *id_hex;
+    const char *subject;
+    const char *serial;
+    const apr_array_header_t *vhosts; /**< const char * */
+    const char *url;                  /**< responder in use */
+    int must_staple;
+    const char *state; /**< good, revoked, failing, expired, none */
+    int valid;         /**< a response that may be stapled is held */
+    int cert_status;   /**< V_OCSP_CERTSTATUS_*, -1: no response yet */
+    apr_time_t this_update, next_update, fetched_at;
+    apr_interval_time_t time_left; /**< until nextUpdate, when valid */
+    apr_time_t last_fetch_at;      /**< 0: none */
+    apr_interval_time_t last_fetch_duration;
+    const char *last_error; /**< NULL: none yet */
+    apr_time_t last_error_at;
+    unsigned int failures; /**< consecutive */
+    apr_time_t next_refresh;
+    apr_uint64_t stapled, unstapled; /**< handshakes */
+} staple_cert_snap_t;
+
+/** Everything the status page shows, read at one time. */
+typedef struct {
+    apr_time_t now;
+    const char *cache_name; /**< StapleCache */
+    int node_local;         /**< handshakes read a node-local copy */
+    int count;              /**< certificates */
+    int valid;              /**< of them with a valid response */
+    staple_cert_snap_t *certs;
+    apr_uint64_t stapled, unstapled; /**< all handshakes */
+    apr_uint64_t fetches, failed;
+    apr_uint64_t outcomes[STAPLE_OUTCOME_COUNT];
+    apr_uint64_t hist[STAPLE_HIST_BUCKETS]; /**< cumulative, as Prometheus wants */
+    apr_uint64_t duration_sum_us;
+} staple_snapshot_t;
+
+/** The status of every certificate and the counters, from p. */
+staple_snapshot_t *staple_reg_snapshot(staple_reg_t *reg, apr_pool_t *p);
+
+#endif /* STAPLE_REG_H */

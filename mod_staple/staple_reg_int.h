@@ -1,0 +1,123 @@
+/*
+ * Inside the registry: shared by staple_reg.c (certificates, handshakes,
+ * events, snapshots) and staple_reg_refresh.c (fetch rounds). Nothing
+ * outside the registry includes this.
+ */
+#ifndef STAPLE_REG_INT_H
+#define STAPLE_REG_INT_H
+
+#include <apr_hash.h>
+#include <apr_thread_rwlock.h>
+
+#include "staple_reg.h"
+
+#define STAPLE_ERROR_LEN 240
+
+/*
+ * Shared memory: made by httpd's parent before the children exist, so every
+ * process of the server sees the same bytes.
+ *
+ *   +----------------+--------+--------+-----+----------+
+ *   | staple_stats_t | slot 0 | slot 1 | ... | slot n-1 |
+ *   +----------------+--------+--------+-----+----------+
+ *   ^ shm             ^ shm + APR_ALIGN_DEFAULT(sizeof(staple_stats_t))
+ *
+ * One staple_slot_t per claimed certificate, in the order of
+ * reg->items. Who writes and who reads each field:
+ *
+ *   F  the process fetching: first the startup child, then the refresher
+ *      (a watchdog singleton, in one child at a time). Only one of them runs
+ *      at a time, so F's fields are written with plain stores.
+ *   H  handshakes, in every process: atomic increments only.
+ *   S  the status page, in any process: plain reads; a value may be one
+ *      refresh old, never torn beyond one field.
+ */
+typedef struct {
+    apr_uint32_t outcomes[STAPLE_OUTCOME_COUNT];     /* F atomic; S */
+    apr_uint32_t duration_hist[STAPLE_HIST_BUCKETS]; /* F atomic; S */
+    apr_uint64_t duration_sum_us;                    /* F; S */
+} staple_stats_t;
+
+typedef struct {
+    apr_uint32_t gen;        /* F atomic, after a new response is in the
+                                local cache; H compares with its copy's */
+    apr_uint64_t stapled;    /* H atomic; S */
+    apr_uint64_t unstapled;  /* H atomic; S */
+    apr_uint32_t failures;   /* F: consecutive failed fetches; S */
+    apr_time_t due;          /* F: next fetch, 0: look at once; S */
+    apr_time_t valid_until;  /* F: nextUpdate of the response held, 0: none; S */
+    apr_time_t fetched_at;   /* F: when the held response was fetched; S */
+    apr_time_t this_update;  /* F: of the response held; S */
+    int cert_status;         /* F: V_OCSP_CERTSTATUS_* of it, -1: none; S */
+    apr_time_t last_attempt; /* F: start of the last fetch; S */
+    apr_interval_time_t last_duration;       /* F: the responder's response time; S */
+    apr_time_t last_error_at;                /* F: 0 until a fetch failed; S */
+    char last_error[STAPLE_ERROR_LEN];       /* F: why the last fetch failed; S */
+    apr_uint32_t events_pending;             /* F: a bit per staple_event_e */
+    apr_time_t event_at[STAPLE_EVENT_COUNT]; /* F: last run, for rate limiting */
+} staple_slot_t;
+
+/* A certificate, in the pool of the configuration. The process copy is
+ * this process's own and guarded by lock. */
+typedef struct {
+    staple_cert_t *cert;
+    const char *url;            /* responder URL in use */
+    apr_array_header_t *vhosts; /* const char *: servers using it */
+    int claimed;
+    int index; /* into reg->items and the slots, when claimed */
+
+    apr_thread_rwlock_t *lock;
+    unsigned char *der; /* malloc'ed: the process copy */
+    apr_size_t der_len;
+    apr_time_t next_update;
+    apr_uint32_t gen_seen;
+    apr_time_t checked_at;
+
+    int in_flight; /* being fetched by this process */
+} staple_item_t;
+
+struct staple_reg_t {
+    apr_pool_t *pool;
+    staple_reg_opts_t opts;
+    apr_hash_t *by_id;         /* id -> staple_item_t, claimed or not */
+    apr_hash_t *primed;        /* every id mod_ssl primed */
+    staple_issuers_t *issuers; /* of the claimed certificates */
+    apr_array_header_t *items; /* staple_item_t *, claimed ones only */
+    staple_cache_ops_t shared; /* StapleCache */
+    staple_cache_ops_t local;  /* what handshakes read */
+    int node_local;            /* local is not shared */
+    staple_stats_t *stats;
+    staple_slot_t *slots;
+};
+
+/* The registry's time and jitter. */
+apr_time_t staple_reg_now(const staple_reg_t *reg);
+double staple_reg_jitter(const staple_reg_t *reg);
+
+/* A log line, formatted only when its level is written. */
+void staple_reg_log(const staple_reg_t *reg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Make a verified response the one every process of this server staples:
+ * into the local cache, the shared one (to_shared), the slot, and announce
+ * it to the processes. Returns the status of the StapleCache write.
+ */
+apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
+                                const unsigned char *der, apr_size_t der_len,
+                                apr_time_t fetched_at, const staple_resp_info_t *info,
+                                int to_shared, apr_pool_t *p);
+
+/*
+ * Read the certificate's entry from a cache and verify it: what comes from
+ * a shared cache may have been written by anyone. APR_SUCCESS with a
+ * malloc'ed DER, APR_NOTFOUND when there is none, APR_EINVAL when it was
+ * rejected (why says why).
+ */
+apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                   staple_item_t *it, apr_time_t now,
+                                   unsigned char **pder, apr_size_t *pder_len,
+                                   apr_time_t *fetched_at, staple_resp_info_t *info,
+                                   char *why, apr_size_t whylen, apr_pool_t *p);
+
+#endif /* STAPLE_REG_INT_H */

@@ -1,0 +1,424 @@
+/*
+ * The registry's fetch rounds: what is due, the store on disk, the shared
+ * cache and its lease, fetching, and what a result changes.
+ */
+#include <string.h>
+#include <stdlib.h>
+
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include "staple_store.h"
+#include "staple_reg_int.h"
+
+/* A refresher round takes in certificates that fall due for this long. */
+#define STAPLE_ROUND_MAX apr_time_from_sec(30)
+
+/* The refresher looks again at least this often. */
+#define STAPLE_IDLE_MAX apr_time_from_sec(3600)
+
+/* How long a server waits for the lease holder's response before its own
+ * next look, and how long a lease outlives the holder's fetch. */
+#define STAPLE_LEASE_WAIT  apr_time_from_sec(2)
+#define STAPLE_LEASE_GRACE apr_time_from_sec(5)
+
+typedef struct {
+    staple_reg_t *reg;
+    apr_pool_t *pool;
+    apr_array_header_t *waiting; /* items whose lease another server holds */
+    apr_time_t add_until;        /* no new fetch joins the round after this */
+    int keep_adding;
+    int deferred;        /* fetches the deadline came before */
+    apr_time_t deadline; /* of the whole round, or 0 */
+} round_t;
+
+static void count_outcome(staple_reg_t *reg, int outcome, apr_interval_time_t duration)
+{
+    apr_interval_time_t ms = apr_time_as_msec(duration);
+    int b = 0;
+
+    apr_atomic_inc32(&reg->stats->outcomes[outcome]);
+    while (b < STAPLE_HIST_BUCKETS - 1 && ms > staple_hist_buckets[b].ms) {
+        b++;
+    }
+    apr_atomic_inc32(&reg->stats->duration_hist[b]);
+    /* one writer at a time: the startup child, then the refresher */
+    reg->stats->duration_sum_us += (apr_uint64_t)duration;
+}
+
+static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                           const char *what, apr_pool_t *p)
+{
+    staple_slot_t *sl = &reg->slots[it->index];
+    const char *left;
+
+    sl->failures++;
+    sl->due = staple_retry_due(&reg->opts.timing, now, (int)sl->failures,
+                               staple_reg_jitter(reg));
+    apr_cpystrn(sl->last_error, what, sizeof(sl->last_error));
+    sl->last_error_at = now;
+    sl->events_pending |= 1u << STAPLE_EVENT_ERRORED;
+    left = (sl->valid_until > now)
+               ? apr_psprintf(p, "the cached response stays in use for %s",
+                              staple_fmt_duration(p, sl->valid_until - now))
+               : "no valid response to staple";
+    staple_reg_log(reg, STAPLE_LOG_WARNING,
+                   "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
+                   it->cert->subject, it->cert->serial, it->url, what, left,
+                   staple_fmt_duration(p, sl->due - now), (int)sl->failures);
+    if (sl->valid_until > now &&
+        (sl->valid_until - now) * 10 < sl->valid_until - sl->this_update) {
+        /* in the last 10 % of its life and the renewal failed */
+        sl->events_pending |= 1u << STAPLE_EVENT_EXPIRING;
+    }
+    if (it->cert->must_staple && sl->valid_until <= now) {
+        sl->events_pending |= 1u << STAPLE_EVENT_MISSING;
+        staple_reg_log(reg, STAPLE_LOG_ERR,
+                       "Must-Staple certificate %s (serial %s) has no valid OCSP "
+                       "response: clients will refuse its handshakes",
+                       it->cert->subject, it->cert->serial);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The store on disk                                                   */
+
+static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
+                       apr_size_t len, apr_pool_t *p)
+{
+    char err[512];
+
+    if (reg->opts.store && staple_store_save(reg->opts.store, it->cert->id_hex, der, len,
+                                             p, err, sizeof(err)) != APR_SUCCESS) {
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "StapleStore: cannot keep the response for %s: %s; stapling "
+                       "goes on from memory",
+                       it->cert->subject, err);
+    }
+}
+
+/* Put a stored response into the caches when it passes every check.
+ * Expired and rejected files are removed. */
+static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                           apr_pool_t *p)
+{
+    const char *path, *dir = reg->opts.store;
+    unsigned char *der;
+    apr_size_t len;
+    apr_time_t mtime;
+    staple_resp_info_t info;
+    staple_check_e rc;
+    apr_status_t rv;
+    char why[256];
+
+    if (dir == NULL) {
+        return 0;
+    }
+    rv = staple_store_load(dir, it->cert->id_hex, &der, &len, &mtime, p);
+    if (rv == APR_ENOENT) {
+        return 0;
+    }
+    path = staple_store_path(dir, it->cert->id_hex, p);
+    if (rv != APR_SUCCESS) {
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "StapleStore: cannot read %s for %s, ignoring it", path,
+                       it->cert->subject);
+        if (rv == APR_ENOSPC) {
+            staple_store_remove(dir, it->cert->id_hex, p);
+        }
+        return 0;
+    }
+    rc = staple_ocsp_check(it->cert, der, len, now, &reg->opts.check, &info, why,
+                           sizeof(why));
+    if (rc != STAPLE_CHECK_OK) {
+        staple_reg_log(reg,
+                       rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
+                       "StapleStore: %s for %s rejected (%s): %s; removed", path,
+                       it->cert->subject, staple_check_name(rc), why);
+        staple_store_remove(dir, it->cert->id_hex, p);
+        return 0;
+    }
+    if (mtime > now || mtime < info.this_update - reg->opts.check.time_skew) {
+        mtime = info.this_update;
+    }
+    staple_reg_log(reg, STAPLE_LOG_INFO,
+                   "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
+                   it->cert->subject, it->cert->serial,
+                   staple_cert_status_name(info.cert_status), path,
+                   staple_fmt_duration(p, info.next_update - now));
+    staple_reg_publish(reg, it, der, len, mtime, &info, 1, p);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The shared cache                                                    */
+
+/*
+ * Before fetching, look at the shared cache: another process, a previous
+ * run or another server of a cluster may hold a response that is not due
+ * yet. Returns 1 when the certificate needs no fetch now.
+ */
+static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                        apr_pool_t *p)
+{
+    unsigned char *der = NULL;
+    apr_size_t der_len;
+    apr_time_t fetched_at, due;
+    staple_slot_t *sl = &reg->slots[it->index];
+    staple_resp_info_t info;
+    char why[256];
+    apr_status_t rv;
+
+    if (sl->valid_until == 0 &&
+        /* nothing known yet on this server: the store on disk comes first,
+         * it does not depend on a cache on the network answering */
+        load_from_store(reg, it, now, p) && !reg->node_local) {
+        /* StapleCache is this server's alone and now holds the response
+         * just verified: reading it back would verify it twice */
+        rv = APR_NOTFOUND;
+    } else {
+        rv = staple_reg_cache_load(reg, &reg->shared, it, now, &der, &der_len,
+                                   &fetched_at, &info, why, sizeof(why), p);
+    }
+    if (rv == APR_EINVAL) {
+        /* corrupt, or not for this certificate: fetch now, which also
+         * replaces it for every server sharing the cache */
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "OCSP response for %s in %s rejected, fetching a new one: %s",
+                       it->cert->subject, reg->shared.name, why);
+        return 0;
+    }
+    if (rv == APR_SUCCESS && fetched_at > sl->fetched_at) {
+        /* newer than what this server staples: another server of the
+         * cluster fetched it */
+        staple_reg_publish(reg, it, der, der_len, fetched_at, &info, 0, p);
+        /* this server's own copy on disk, for restarts while the shared
+         * cache is away */
+        store_save(reg, it, der, der_len, p);
+        staple_reg_log(reg, STAPLE_LOG_DEBUG,
+                       "OCSP for %s: adopted the response fetched %s ago from %s",
+                       it->cert->subject, staple_fmt_duration(p, now - fetched_at),
+                       reg->shared.name);
+    }
+    free(der);
+    if (sl->valid_until <= now) {
+        return 0;
+    }
+    due = staple_refresh_due(&reg->opts.timing, sl->fetched_at, sl->this_update,
+                             sl->valid_until, staple_reg_jitter(reg));
+    if (due <= now) {
+        return 0;
+    }
+    sl->due = due;
+    return 1;
+}
+
+/*
+ * In a cluster, one server fetches for all: before fetching, take a short
+ * lease in StapleCache. Returns 0 when another server holds it.
+ */
+static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_pool_t *p)
+{
+    const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
+    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
+    unsigned char holder[256];
+    unsigned int len = sizeof(holder) - 1;
+
+    if (!reg->node_local) {
+        return 1; /* a cache of this server alone: nobody to share with */
+    }
+    if (reg->shared.get(reg->shared.baton, (const unsigned char *)key,
+                        (unsigned int)strlen(key), holder, &len, p) == APR_SUCCESS) {
+        holder[len] = '\0';
+        if (strcmp((const char *)holder, me)) {
+            return 0;
+        }
+    }
+    reg->shared.put(reg->shared.baton, (const unsigned char *)key,
+                    (unsigned int)strlen(key),
+                    now + reg->opts.fetch.timeout + STAPLE_LEASE_GRACE,
+                    (const unsigned char *)me, (unsigned int)strlen(me), p);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fetching                                                            */
+
+static void on_fetched(staple_fetch_t *f, void *ctx)
+{
+    round_t *rd = ctx;
+    staple_reg_t *reg = rd->reg;
+    staple_item_t *it = f->baton;
+    apr_pool_t *p = rd->pool;
+    apr_time_t now = staple_reg_now(reg);
+    staple_slot_t *sl = &reg->slots[it->index];
+    const char *proxy = reg->opts.fetch.proxy;
+    staple_resp_info_t info;
+    staple_check_e rc;
+    char why[256];
+
+    it->in_flight = 0;
+    if (!f->started || (f->status == APR_TIMEUP && rd->deadline &&
+                        now + apr_time_from_msec(50) >= rd->deadline)) {
+        /* never asked, or cut short by the round's deadline (startup):
+         * left to the refresher, not a responder failure */
+        rd->deferred++;
+        return;
+    }
+    sl->last_attempt = now - f->duration;
+    sl->last_duration = f->duration;
+    if (f->status != APR_SUCCESS) {
+        count_outcome(reg, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
+        record_failure(
+            reg, it, now,
+            apr_psprintf(p, "fetch failed after %.1f ms (%s%s%s): %s",
+                         (double)f->duration / 1000.0, f->method ? f->method : "-",
+                         proxy ? " via StapleProxy " : "", proxy ? proxy : "", f->error),
+            p);
+        return;
+    }
+    rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &reg->opts.check, &info,
+                           why, sizeof(why));
+    count_outcome(reg, (int)rc, f->duration);
+    if (rc != STAPLE_CHECK_OK) {
+        record_failure(
+            reg, it, now,
+            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
+        return;
+    }
+    staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
+    store_save(reg, it, f->body, f->body_len, p);
+    sl->failures = 0;
+    sl->events_pending |=
+        1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
+                                                             : STAPLE_EVENT_RENEWED);
+    sl->due = staple_refresh_due(&reg->opts.timing, now, info.this_update,
+                                 info.next_update, staple_reg_jitter(reg));
+    staple_reg_log(reg, STAPLE_LOG_INFO,
+                   "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
+                   "valid for %s, next refresh in %s",
+                   it->cert->subject, it->cert->serial, it->url,
+                   staple_cert_status_name(info.cert_status),
+                   (double)f->duration / 1000.0, f->method,
+                   staple_fmt_duration(p, info.next_update - now),
+                   staple_fmt_duration(p, sl->due - now));
+    if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
+        staple_reg_log(reg, STAPLE_LOG_ERR,
+                       "certificate %s (serial %s) is REVOKED according to its OCSP "
+                       "responder: replace it; the revoked status is stapled",
+                       it->cert->subject, it->cert->serial);
+    }
+}
+
+/* Queue every certificate that is due and not being fetched already. */
+static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now)
+{
+    staple_reg_t *reg = rd->reg;
+    apr_pool_t *p = rd->pool;
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        staple_slot_t *sl = &reg->slots[it->index];
+        staple_fetch_t *f;
+
+        if (it->in_flight || sl->due > now ||
+            (sl->failures == 0 && adopt_cached(reg, it, now, p))) {
+            continue;
+        }
+        if (!take_lease(reg, it, now, p)) {
+            /* another server is fetching it: adopt its result */
+            sl->due = now + STAPLE_LEASE_WAIT;
+            APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
+            continue;
+        }
+        f = apr_pcalloc(p, sizeof(*f));
+        f->url = it->url;
+        f->req = it->cert->req_der;
+        f->req_len = it->cert->req_len;
+        f->baton = it;
+        it->in_flight = 1;
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
+    }
+}
+
+/* While the refresher's transfers run, certificates that fall due join them
+ * at once: a slow responder must not delay the others. */
+static void more_due(apr_array_header_t *fetches, void *ctx)
+{
+    round_t *rd = ctx;
+    apr_time_t now = staple_reg_now(rd->reg);
+
+    if (rd->reg->opts.stopping && rd->reg->opts.stopping()) {
+        return; /* let the running transfers end and the process go */
+    }
+    if (now < rd->add_until) {
+        collect_due(rd, fetches, now);
+    }
+}
+
+/* Until the deadline, look for what the lease holders fetched. */
+static void wait_for_leases(round_t *rd)
+{
+    apr_array_header_t *waiting = rd->waiting;
+    int i;
+
+    while (waiting->nelts > 0 &&
+           staple_reg_now(rd->reg) + apr_time_from_msec(200) < rd->deadline) {
+        apr_sleep(apr_time_from_msec(200));
+        for (i = 0; i < waiting->nelts; i++) {
+            staple_item_t *it = APR_ARRAY_IDX(waiting, i, staple_item_t *);
+            if (adopt_cached(rd->reg, it, staple_reg_now(rd->reg), rd->pool)) {
+                APR_ARRAY_IDX(waiting, i, staple_item_t *) =
+                    APR_ARRAY_IDX(waiting, waiting->nelts - 1, staple_item_t *);
+                waiting->nelts--;
+                i--;
+            }
+        }
+    }
+}
+
+static apr_time_t next_due(const staple_reg_t *reg)
+{
+    apr_time_t next = staple_reg_now(reg) + STAPLE_IDLE_MAX;
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        if (reg->slots[i].due < next) {
+            next = reg->slots[i].due;
+        }
+    }
+    return next;
+}
+
+apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_adding,
+                              apr_pool_t *p)
+{
+    apr_time_t now = staple_reg_now(reg);
+    apr_array_header_t *fetches =
+        apr_array_make(p, reg->items->nelts, sizeof(staple_fetch_t *));
+    staple_fetch_run_fn *run =
+        reg->opts.fetch_run ? reg->opts.fetch_run : staple_fetch_run;
+    round_t rd = {0};
+
+    rd.reg = reg;
+    rd.pool = p;
+    rd.waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
+    rd.add_until = now + STAPLE_ROUND_MAX;
+    rd.deadline = deadline;
+    collect_due(&rd, fetches, now);
+    if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
+        return next_due(reg);
+    }
+    staple_reg_log(reg, STAPLE_LOG_DEBUG, "fetching %d OCSP response(s)", fetches->nelts);
+    run(fetches, &reg->opts.fetch, deadline, on_fetched, keep_adding ? more_due : NULL,
+        &rd, p);
+    if (rd.deferred > 0) {
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "%d OCSP fetch(es) did not finish before StapleStartupTimeout: "
+                       "the background refresher does them",
+                       rd.deferred);
+    }
+    wait_for_leases(&rd);
+    return next_due(reg);
+}
