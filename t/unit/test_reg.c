@@ -1,0 +1,755 @@
+/*
+ * Unit tests of the registry (staple_reg.h): one case per decision, with an
+ * in-memory cache, a clock the test moves and a fetcher that answers what
+ * the test scripts. The fetcher is a test double because the cases need
+ * exact answers at exact (fake) times; staple_fetch itself is tested
+ * against a real local server in test_core.c. Responses are real, signed
+ * by the in-memory PKI of testlib.c, and verified by the registry.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "staple_entry.h"
+#include "staple_reg.h"
+#include "testlib.h"
+
+/* ------------------------------------------------------------------ */
+/* A clock, randomness and a log                                       */
+
+static apr_time_t fake_now;
+static double fake_random = 0.5;
+static int warnings; /* log lines at warning level or worse */
+
+static apr_time_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static double fake_rand(void)
+{
+    return fake_random;
+}
+
+static void test_log(void *baton, int level, const char *msg)
+{
+    (void)baton;
+    if (level <= STAPLE_LOG_WARNING) {
+        warnings++;
+    }
+    if (getenv("STAPLE_TEST_VERBOSE")) {
+        fprintf(stderr, "  log %d: %s\n", level, msg);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* An in-memory cache                                                  */
+
+#define MEM_SLOTS 16
+
+typedef struct {
+    unsigned char key[64];
+    unsigned int key_len;
+    unsigned char *data; /* malloc'ed */
+    unsigned int len;
+    apr_time_t expiry;
+} mem_entry_t;
+
+typedef struct {
+    mem_entry_t e[MEM_SLOTS];
+    int gets, puts;
+} mem_cache_t;
+
+static mem_entry_t *mem_find(mem_cache_t *m, const unsigned char *key, unsigned int klen,
+                             int make)
+{
+    int i;
+
+    for (i = 0; i < MEM_SLOTS; i++) {
+        if (m->e[i].key_len == klen && !memcmp(m->e[i].key, key, klen)) {
+            return &m->e[i];
+        }
+    }
+    for (i = 0; make && i < MEM_SLOTS; i++) {
+        if (m->e[i].key_len == 0 && klen <= sizeof(m->e[i].key)) {
+            memcpy(m->e[i].key, key, klen);
+            m->e[i].key_len = klen;
+            return &m->e[i];
+        }
+    }
+    return NULL;
+}
+
+static apr_status_t mem_get(void *baton, const unsigned char *key, unsigned int klen,
+                            unsigned char *buf, unsigned int *len, apr_pool_t *p)
+{
+    mem_cache_t *m = baton;
+    mem_entry_t *e = mem_find(m, key, klen, 0);
+
+    (void)p;
+    m->gets++;
+    if (e == NULL || e->data == NULL || e->expiry <= fake_now || e->len > *len) {
+        return APR_NOTFOUND;
+    }
+    memcpy(buf, e->data, e->len);
+    *len = e->len;
+    return APR_SUCCESS;
+}
+
+static apr_status_t mem_put(void *baton, const unsigned char *key, unsigned int klen,
+                            apr_time_t expiry, const unsigned char *data,
+                            unsigned int len, apr_pool_t *p)
+{
+    mem_cache_t *m = baton;
+    mem_entry_t *e = mem_find(m, key, klen, 1);
+
+    (void)p;
+    m->puts++;
+    if (e == NULL) {
+        return APR_ENOSPC;
+    }
+    free(e->data);
+    e->data = malloc(len);
+    memcpy(e->data, data, len);
+    e->len = len;
+    e->expiry = expiry;
+    return APR_SUCCESS;
+}
+
+static void mem_clear(mem_cache_t *m)
+{
+    int i;
+
+    for (i = 0; i < MEM_SLOTS; i++) {
+        free(m->e[i].data);
+    }
+    memset(m, 0, sizeof(*m));
+}
+
+static staple_cache_ops_t mem_ops(mem_cache_t *m, const char *name)
+{
+    staple_cache_ops_t ops = {name, mem_get, mem_put, m};
+    return ops;
+}
+
+/* Put a raw value (an encoded entry, or garbage) into a cache. */
+static void mem_set_entry(mem_cache_t *m, const unsigned char *id,
+                          const unsigned char *der, apr_size_t len)
+{
+    unsigned char *buf = malloc(STAPLE_ENTRY_HEADER_LEN + len);
+    apr_size_t n = staple_entry_encode(buf, der, len, fake_now);
+
+    mem_put(m, id, STAPLE_ID_LEN, fake_now + apr_time_from_sec(3600), buf,
+            (unsigned int)n, pool);
+    free(buf);
+}
+
+/* 1 when the cache holds exactly this response for leaf.test. */
+static int cache_holds(mem_cache_t *m, const unsigned char *want, apr_size_t want_len)
+{
+    static unsigned char buf[STAPLE_ENTRY_HEADER_LEN + STAPLE_MAX_RESPONSE_LEN];
+    unsigned int len = sizeof(buf);
+    const unsigned char *der;
+    apr_size_t der_len;
+    apr_time_t at;
+    const char *why;
+
+    return mem_get(m, leaf_sc->id, STAPLE_ID_LEN, buf, &len, pool) == APR_SUCCESS &&
+           staple_entry_decode(buf, len, &der, &der_len, &at, &why) == APR_SUCCESS &&
+           der_len == want_len && !memcmp(der, want, want_len);
+}
+
+/* ------------------------------------------------------------------ */
+/* A scripted fetcher                                                  */
+
+typedef struct {
+    apr_status_t status;       /* of the fetch */
+    const unsigned char *body; /* on success */
+    apr_size_t len;
+} answer_t;
+
+static answer_t answer;      /* what every fetch gets */
+static int fetches;          /* fetches run */
+static void (*during)(void); /* called while a fetch runs */
+
+static apr_status_t fake_run(apr_array_header_t *list, const staple_fetch_opts_t *opts,
+                             apr_time_t deadline, staple_fetch_done_fn *done,
+                             staple_fetch_more_fn *more, void *ctx, apr_pool_t *p)
+{
+    int i;
+
+    (void)opts;
+    (void)deadline;
+    (void)p;
+    if (more) {
+        more(list, ctx);
+    }
+    for (i = 0; i < list->nelts; i++) {
+        staple_fetch_t *f = APR_ARRAY_IDX(list, i, staple_fetch_t *);
+        fetches++;
+        if (during) {
+            void (*fn)(void) = during;
+            during = NULL;
+            fn();
+        }
+        f->started = 1;
+        f->method = "GET";
+        f->duration = apr_time_from_msec(12);
+        f->status = answer.status;
+        f->http_status = answer.status == APR_SUCCESS ? 200 : 0;
+        if (answer.status == APR_SUCCESS) {
+            f->body = apr_pmemdup(p, answer.body, answer.len);
+            f->body_len = answer.len;
+        } else {
+            apr_cpystrn(f->error, "Connection refused", sizeof(f->error));
+        }
+        done(f, ctx);
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registries                                                          */
+
+static mem_cache_t shared_mem, local_a, local_b;
+
+static staple_reg_opts_t default_opts(const char *node)
+{
+    staple_reg_opts_t o;
+
+    memset(&o, 0, sizeof(o));
+    o.check.time_skew = apr_time_from_sec(300);
+    o.check.max_age = -1;
+    o.timing.renew_pct = 50;
+    o.timing.renew_window = -1;
+    o.timing.standard_timeout = apr_time_from_sec(3600);
+    o.timing.retry_delay = apr_time_from_sec(30);
+    o.timing.retry_max = apr_time_from_sec(600);
+    o.fetch.timeout = apr_time_from_sec(10);
+    o.fetch.max_parallel = 4;
+    o.node_id = node;
+    o.clock = fake_clock;
+    o.random = fake_rand;
+    o.fetch_run = fake_run;
+    o.log = test_log;
+    o.log_level = STAPLE_LOG_DEBUG;
+    return o;
+}
+
+/* A registry for leaf.test, attached to fresh shared memory; node_local:
+ * its own local cache besides the shared one, as with memcache or redis. */
+static staple_reg_t *make_reg(const staple_reg_opts_t *o, mem_cache_t *local, void **shm)
+{
+    staple_reg_t *reg = staple_reg_make(pool, o);
+    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
+    staple_cache_ops_t lo = mem_ops(local, "node-local mem");
+    char *pem = to_pem(leaf.cert, inter.cert);
+
+    staple_reg_note_primed(reg, leaf_sc->id);
+    CHECK(staple_reg_add(reg, leaf_sc->id, pem, "localhost:443", NULL) == 1);
+    *shm = apr_pcalloc(pool, staple_reg_shm_size(reg));
+    staple_reg_attach(reg, *shm, 1, &sh, local ? &lo : NULL);
+    CHECK(staple_reg_child_init(reg, pool) == APR_SUCCESS);
+    return reg;
+}
+
+static void reset(void)
+{
+    mem_clear(&shared_mem);
+    mem_clear(&local_a);
+    mem_clear(&local_b);
+    fake_now = apr_time_now();
+    fake_random = 0.5;
+    fetches = 0;
+    warnings = 0;
+    during = NULL;
+    answer.status = APR_SUCCESS;
+}
+
+/* A response for leaf.test made at the fake time. */
+static unsigned char *resp_now(int status, long this_offset, long next_offset,
+                               apr_size_t *len)
+{
+    resp_spec_t s = good_spec();
+
+    s.base = fake_now;
+    s.status = status;
+    s.this_offset = this_offset;
+    s.next_offset = next_offset;
+    return make_resp(&s, len);
+}
+
+static void answer_with(const unsigned char *der, apr_size_t len)
+{
+    answer.status = APR_SUCCESS;
+    answer.body = der;
+    answer.len = len;
+}
+
+/* What a handshake gets. */
+static unsigned char stapled[STAPLE_MAX_RESPONSE_LEN];
+static apr_size_t stapled_len;
+
+static void copy_cb(const unsigned char *der, apr_size_t len, void *baton)
+{
+    (void)baton;
+    stapled_len = der ? len : 0;
+    if (der) {
+        memcpy(stapled, der, len);
+    }
+}
+
+static staple_resp_e handshake(staple_reg_t *reg)
+{
+    return staple_reg_get_resp(reg, leaf_sc->id, STAPLE_ID_LEN, copy_cb, NULL, pool);
+}
+
+static int staples(staple_reg_t *reg, const unsigned char *der, apr_size_t len)
+{
+    return handshake(reg) == STAPLE_RESP_STAPLED && stapled_len == len &&
+           !memcmp(stapled, der, len);
+}
+
+static staple_cert_snap_t *snap_of(staple_reg_t *reg)
+{
+    return &staple_reg_snapshot(reg, pool)->certs[0];
+}
+
+/* ------------------------------------------------------------------ */
+/* Cases                                                               */
+
+/* A fetched response is stapled, and the next fetch replaces it. */
+static void test_fetch_replaces(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1, l2;
+    unsigned char *r1, *r2;
+    void *shm;
+    staple_reg_t *reg;
+    apr_time_t next;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    CHECK(handshake(reg) == STAPLE_RESP_NONE && stapled_len == 0);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    next = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(reg, r1, l1));
+    /* due when half the validity is left, less the jitter */
+    CHECK(next > fake_now + apr_time_from_sec(1600) &&
+          next < fake_now + apr_time_from_sec(1830));
+    /* nothing due: no fetch */
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 1);
+
+    fake_now = next;
+    r2 = resp_now(V_OCSP_CERTSTATUS_GOOD, -10, 3600, &l2);
+    answer_with(r2, l2);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2);
+    CHECK(staples(reg, r2, l2));
+    CHECK(snap_of(reg)->failures == 0 && !strcmp(snap_of(reg)->state, "good"));
+}
+
+/* A response that fails the checks never replaces the one held. */
+static void test_rejected_never_replaces(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    resp_spec_t forged = good_spec();
+    apr_size_t l1, lf;
+    unsigned char *r1, *rf;
+    staple_snapshot_t *snap;
+    void *shm;
+    staple_reg_t *reg;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    fake_now = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, r1, l1));
+
+    forged.signer = &stranger;
+    forged.base = fake_now;
+    rf = make_resp(&forged, &lf);
+    answer_with(rf, lf);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2);
+    CHECK(staples(reg, r1, l1));
+    CHECK(cache_holds(&shared_mem, r1, l1));
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->certs[0].failures == 1);
+    CHECK(!strcmp(snap->certs[0].state, "failing"));
+    CHECK(snap->certs[0].last_error &&
+          strstr(snap->certs[0].last_error, "response rejected (signature)"));
+    CHECK(snap->outcomes[STAPLE_CHECK_SIGNATURE] == 1 && snap->outcomes[0] == 1);
+
+    /* garbage neither */
+    answer_with((const unsigned char *)"garbage", 7);
+    fake_now = snap->certs[0].next_refresh;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 3 && snap_of(reg)->failures == 2);
+    CHECK(staples(reg, r1, l1));
+    CHECK(cache_holds(&shared_mem, r1, l1));
+}
+
+/* Another server's response in the shared cache is adopted, verified,
+ * without a fetch. */
+static void test_adopt_shared(void)
+{
+    staple_reg_opts_t oa = default_opts("a"), ob = default_opts("b");
+    apr_size_t l1;
+    unsigned char *r1;
+    void *shm_a, *shm_b;
+    staple_reg_t *a, *b;
+
+    reset();
+    a = make_reg(&oa, &local_a, &shm_a);
+    b = make_reg(&ob, &local_b, &shm_b);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(a, r1, l1));
+
+    answer.status = APR_ECONNREFUSED; /* b must not need its own fetch */
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(b, r1, l1));
+    CHECK(!strcmp(snap_of(b)->state, "good"));
+    CHECK(snap_of(b)->next_refresh > fake_now);
+}
+
+/* A shared entry that does not verify is refused, fetched again, and the
+ * shared cache repaired. */
+static void test_bad_shared_refetched(void)
+{
+    staple_reg_opts_t ob = default_opts("b");
+    resp_spec_t other = good_spec();
+    apr_size_t l1, lo;
+    unsigned char *r1, *ro;
+    void *shm;
+    staple_reg_t *b;
+
+    reset();
+    b = make_reg(&ob, &local_b, &shm);
+    /* a valid response, but about another certificate */
+    other.subject = leaf2.cert;
+    other.base = fake_now;
+    ro = make_resp(&other, &lo);
+    mem_set_entry(&shared_mem, leaf_sc->id, ro, lo);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    warnings = 0;
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(warnings >= 1); /* said why */
+    CHECK(fetches == 1);
+    CHECK(staples(b, r1, l1));
+    CHECK(cache_holds(&shared_mem, r1, l1));
+
+    /* and an entry that is not one of ours at all */
+    reset();
+    b = make_reg(&ob, &local_b, &shm);
+    mem_put(&shared_mem, leaf_sc->id, STAPLE_ID_LEN, fake_now + apr_time_from_sec(60),
+            (const unsigned char *)"junk", 4, pool);
+    answer_with(r1, l1);
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(b, r1, l1));
+}
+
+/* While one server holds the fetch lease, a second one does not fetch, and
+ * adopts the holder's response afterwards. */
+static staple_reg_t *second;
+static int second_fetched;
+
+static void second_round(void)
+{
+    int before = fetches;
+
+    staple_reg_refresh(second, 0, 1, pool);
+    second_fetched = fetches - before;
+}
+
+static void test_lease(void)
+{
+    staple_reg_opts_t oa = default_opts("a"), ob = default_opts("b");
+    apr_size_t l1;
+    unsigned char *r1;
+    void *shm_a, *shm_b;
+    staple_reg_t *a;
+
+    reset();
+    a = make_reg(&oa, &local_a, &shm_a);
+    second = make_reg(&ob, &local_b, &shm_b);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    second_fetched = -1;
+    during = second_round; /* b's round runs while a's fetch does */
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(second_fetched == 0);
+    CHECK(fetches == 1);
+    CHECK(handshake(second) == STAPLE_RESP_NONE);
+    /* b looks again shortly, and finds a's response */
+    CHECK(snap_of(second)->next_refresh <= fake_now + apr_time_from_sec(2));
+    fake_now = snap_of(second)->next_refresh;
+    staple_reg_refresh(second, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(second, r1, l1));
+}
+
+/* Failed fetches back off exponentially with jitter, from StapleRetryDelay
+ * up to StapleErrorCacheTimeout. */
+static void test_backoff(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    static const double jitters[] = {0.0, 0.999};
+    apr_interval_time_t prev = 0, delay;
+    void *shm;
+    staple_reg_t *reg;
+    unsigned j;
+    int i;
+
+    for (j = 0; j < sizeof(jitters) / sizeof(jitters[0]); j++) {
+        reset();
+        fake_random = jitters[j];
+        reg = make_reg(&o, NULL, &shm);
+        answer.status = APR_ECONNREFUSED;
+        prev = 0;
+        for (i = 1; i <= 8; i++) {
+            staple_reg_refresh(reg, 0, 1, pool);
+            CHECK(fetches == i);
+            CHECK(snap_of(reg)->failures == (unsigned)i);
+            delay = snap_of(reg)->next_refresh - fake_now;
+            CHECK(delay >= o.timing.retry_delay && delay <= o.timing.retry_max);
+            CHECK(delay >= prev || delay * 5 >= o.timing.retry_max * 4);
+            if (i == 1 && jitters[j] == 0.0) {
+                CHECK(delay == o.timing.retry_delay);
+            }
+            if (i == 8) {
+                /* capped, and shortened by the jitter at most 20 % */
+                CHECK(delay * 5 >= o.timing.retry_max * 4);
+            }
+            prev = delay;
+            fake_now += delay;
+        }
+    }
+}
+
+/* Events become pending as fetches end, once per kind and certificate in
+ * STAPLE_EVENT_INTERVAL. */
+static int has_event(apr_array_header_t *evs, staple_event_e ev)
+{
+    int i;
+
+    for (i = 0; i < evs->nelts; i++) {
+        if (APR_ARRAY_IDX(evs, i, staple_event_t).event == ev) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_events(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1, lr;
+    unsigned char *r1, *rr;
+    apr_array_header_t *evs;
+    void *shm;
+    staple_reg_t *reg;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    CHECK(staple_reg_take_events(reg, pool)->nelts == 0);
+    /* Must-Staple and nothing to staple: errored and missing */
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(reg, 0, 1, pool);
+    evs = staple_reg_take_events(reg, pool);
+    CHECK(evs->nelts == 2 && has_event(evs, STAPLE_EVENT_ERRORED) &&
+          has_event(evs, STAPLE_EVENT_MISSING));
+    CHECK(evs->nelts > 0 &&
+          !strcmp(APR_ARRAY_IDX(evs, 0, staple_event_t).id_hex, leaf_sc->id_hex));
+    CHECK(staple_reg_take_events(reg, pool)->nelts == 0); /* taken */
+
+    /* the retry fails too, within the interval: rate limited */
+    fake_now = snap_of(reg)->next_refresh;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2 && snap_of(reg)->failures == 2);
+    CHECK(staple_reg_take_events(reg, pool)->nelts == 0);
+
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    fake_now = snap_of(reg)->next_refresh;
+    staple_reg_refresh(reg, 0, 1, pool);
+    evs = staple_reg_take_events(reg, pool);
+    CHECK(evs->nelts == 1 && has_event(evs, STAPLE_EVENT_RENEWED));
+    CHECK(evs->nelts == 1 &&
+          !strncmp(APR_ARRAY_IDX(evs, 0, staple_event_t).detail, "good until ", 11));
+
+    /* revoked, then past the interval another error */
+    fake_now = snap_of(reg)->next_refresh;
+    rr = resp_now(V_OCSP_CERTSTATUS_REVOKED, -60, 3600, &lr);
+    answer_with(rr, lr);
+    staple_reg_refresh(reg, 0, 1, pool);
+    evs = staple_reg_take_events(reg, pool);
+    CHECK(evs->nelts == 1 && has_event(evs, STAPLE_EVENT_REVOKED));
+    fake_now += STAPLE_EVENT_INTERVAL;
+    answer.status = APR_ECONNREFUSED;
+    fake_now =
+        snap_of(reg)->next_refresh > fake_now ? snap_of(reg)->next_refresh : fake_now;
+    staple_reg_refresh(reg, 0, 1, pool);
+    evs = staple_reg_take_events(reg, pool);
+    CHECK(has_event(evs, STAPLE_EVENT_ERRORED));
+}
+
+/* A process keeps its copy until the generation says there is a new one. */
+static void test_process_copy(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1, l2;
+    unsigned char *r1, *r2;
+    void *shm;
+    staple_reg_t *reg, *child;
+    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    /* a second view of the same shared memory and cache: another process */
+    child = staple_reg_make(pool, &o);
+    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
+                         NULL) == 1);
+    staple_reg_attach(child, shm, 0, &sh, NULL);
+    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(child, r1, l1));
+
+    /* the cache changes behind the process's back: its copy stays */
+    fake_now += apr_time_from_sec(5);
+    r2 = resp_now(V_OCSP_CERTSTATUS_GOOD, -1, 3600, &l2);
+    mem_set_entry(&shared_mem, leaf_sc->id, r2, l2);
+    CHECK(staples(child, r1, l1));
+
+    /* the refresher adopts it and announces it: the copy follows */
+    fake_now = snap_of(reg)->next_refresh;
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 1);
+    CHECK(staples(child, r2, l2));
+
+    /* past nextUpdate nothing is stapled, whatever the copy */
+    fake_now += apr_time_from_sec(3601);
+    CHECK(handshake(child) == STAPLE_RESP_NONE);
+    CHECK(snap_of(child)->stapled == 3 && snap_of(child)->unstapled == 1);
+    CHECK(snap_of(reg)->stapled == 3); /* the counters are shared */
+}
+
+/* The snapshot has every field the status page shows. */
+static void test_snapshot(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1;
+    unsigned char *r1;
+    staple_snapshot_t *snap;
+    staple_cert_snap_t *c;
+    void *shm;
+    staple_reg_t *reg;
+    apr_time_t t0;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->count == 1 && snap->valid == 0 && !strcmp(snap->certs[0].state, "none"));
+    CHECK(snap->certs[0].cert_status == -1 && snap->certs[0].last_error == NULL);
+    t0 = fake_now;
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    staple_reg_refresh(reg, 0, 1, pool);
+    handshake(reg);
+    handshake(reg);
+    fake_now = snap_of(reg)->next_refresh;
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(reg, 0, 1, pool);
+
+    snap = staple_reg_snapshot(reg, pool);
+    c = &snap->certs[0];
+    CHECK(snap->now == fake_now && snap->cache_name &&
+          !strcmp(snap->cache_name, "StapleCache mem"));
+    CHECK(snap->node_local == 0 && snap->valid == 1);
+    CHECK(!strcmp(c->id_hex, leaf_sc->id_hex) && !strcmp(c->subject, "CN=leaf.test"));
+    CHECK(c->serial && *c->serial);
+    CHECK(c->vhosts->nelts == 1 &&
+          !strcmp(APR_ARRAY_IDX(c->vhosts, 0, const char *), "localhost:443"));
+    CHECK(c->url && !strcmp(c->url, "http://127.0.0.1:1/ocsp"));
+    CHECK(c->must_staple == 1 && c->valid == 1 && !strcmp(c->state, "failing"));
+    CHECK(c->cert_status == V_OCSP_CERTSTATUS_GOOD);
+    CHECK(c->this_update == apr_time_from_sec(apr_time_sec(t0) - 60));
+    CHECK(c->next_update == apr_time_from_sec(apr_time_sec(t0) + 3600));
+    CHECK(c->fetched_at == t0);
+    CHECK(c->time_left == c->next_update - fake_now);
+    CHECK(c->last_fetch_at == fake_now - apr_time_from_msec(12));
+    CHECK(c->last_fetch_duration == apr_time_from_msec(12));
+    CHECK(c->last_error && strstr(c->last_error, "Connection refused"));
+    CHECK(c->last_error_at == fake_now && c->failures == 1);
+    CHECK(c->next_refresh > fake_now);
+    CHECK(c->stapled == 2 && c->unstapled == 0);
+    CHECK(snap->stapled == 2 && snap->unstapled == 0);
+    CHECK(snap->fetches == 2 && snap->failed == 1);
+    CHECK(snap->outcomes[STAPLE_CHECK_OK] == 1 &&
+          snap->outcomes[STAPLE_OUTCOME_FETCH_ERROR] == 1);
+    CHECK(snap->hist[1] == 2 && snap->hist[STAPLE_HIST_BUCKETS - 1] == 2); /* 12 ms */
+    CHECK(snap->hist[0] == 0);
+    CHECK(snap->duration_sum_us == 2 * (apr_uint64_t)apr_time_from_msec(12));
+    CHECK(!strcmp(staple_hist_buckets[STAPLE_HIST_BUCKETS - 1].le, "+Inf"));
+}
+
+/* What mod_ssl primes but the registry does not staple. */
+static void test_claims(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    staple_reg_t *reg = staple_reg_make(pool, &o);
+    unsigned char other_id[STAPLE_ID_LEN] = {1};
+    unsigned int mdlen;
+    unsigned char ss_id[STAPLE_ID_LEN];
+
+    reset();
+    staple_reg_note_primed(reg, leaf_sc->id);
+    CHECK(staple_reg_was_primed(reg, leaf_sc->id));
+    CHECK(!staple_reg_was_primed(reg, other_id));
+    CHECK(staple_reg_add(reg, leaf_sc->id, to_pem(leaf.cert, inter.cert), "a:443", NULL));
+    /* the same certificate in a second virtual host: one entry */
+    CHECK(staple_reg_add(reg, leaf_sc->id, to_pem(leaf.cert, inter.cert), "b:443", NULL));
+    CHECK(staple_reg_count(reg) == 1);
+    /* self-signed: no responder to ask */
+    X509_digest(selfsigned.cert, EVP_sha1(), ss_id, &mdlen);
+    CHECK(!staple_reg_add(reg, ss_id, to_pem(selfsigned.cert, NULL), "c:443", NULL));
+    CHECK(staple_reg_count(reg) == 1);
+}
+
+int main(void)
+{
+    test_init();
+
+    run_case("registry: claims, one entry per certificate", test_claims);
+    run_case("registry: a fetched response replaces the held one", test_fetch_replaces);
+    run_case("registry: a rejected response never replaces one",
+             test_rejected_never_replaces);
+    run_case("registry: another server's shared response is adopted", test_adopt_shared);
+    run_case("registry: a bad shared entry is refused and fetched again",
+             test_bad_shared_refetched);
+    run_case("registry: the lease keeps a second server from fetching", test_lease);
+    run_case("registry: backoff with jitter within the retry bounds", test_backoff);
+    run_case("registry: events pending and rate limited", test_events);
+    run_case("registry: the process copy follows the generation", test_process_copy);
+    run_case("registry: the snapshot has every field of the status page", test_snapshot);
+
+    mem_clear(&shared_mem);
+    mem_clear(&local_a);
+    mem_clear(&local_b);
+    return test_done("registry");
+}
