@@ -189,20 +189,37 @@ static const char *set_cache(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/* Each StapleTrustedCertificate line adds its certificates to the list. */
 static const char *set_trusted(cmd_parms *cmd, void *dc, const char *arg)
 {
     staple_mod_conf_t *c = mod_conf(cmd);
     const char *path = ap_server_root_relative(cmd->pool, arg);
+    STACK_OF(X509) *certs;
     char err[512];
+    int i;
 
     (void)dc;
     GLOBAL_ONLY_CHECK(cmd);
-    if (path == NULL || staple_load_pem_file(&c->trusted, path, cmd->pool, err,
-                                             sizeof(err)) != APR_SUCCESS) {
+    if (path == NULL ||
+        staple_load_pem_file(&certs, path, cmd->pool, err, sizeof(err)) != APR_SUCCESS) {
         return apr_psprintf(cmd->pool,
                             "StapleTrustedCertificate: %s; give a readable file of PEM "
                             "certificates trusted to sign OCSP responses",
                             path ? err : arg);
+    }
+    if (c->trusted == NULL) {
+        c->trusted = certs;
+        return NULL;
+    }
+    for (i = 0; i < sk_X509_num(certs); i++) {
+        X509 *x = sk_X509_value(certs, i);
+        if (!X509_up_ref(x)) {
+            return "StapleTrustedCertificate: out of memory";
+        }
+        if (!sk_X509_push(c->trusted, x)) {
+            X509_free(x);
+            return "StapleTrustedCertificate: out of memory";
+        }
     }
     return NULL;
 }
@@ -453,8 +470,9 @@ const command_rec staple_cmds[] = {
                   "directory|none: where verified responses are kept across restarts "
                   "(default: staple under DefaultRuntimeDir)"),
     AP_INIT_TAKE1("StapleTrustedCertificate", set_trusted, NULL, RSRC_CONF,
-                  "PEM file of certificates trusted to sign OCSP responses besides "
-                  "each certificate's issuer"),
+                  "PEM file of OCSP responder certificates trusted exactly, or of CAs "
+                  "whose own OCSPSigning certificates are trusted, besides each "
+                  "certificate's issuer; several lines add up"),
     AP_INIT_TAKE1("StapleRenewWindow", set_renew_window, NULL, RSRC_CONF,
                   "pct% or seconds of validity left when a response is renewed "
                   "(default 50%)"),

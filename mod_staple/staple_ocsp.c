@@ -70,13 +70,29 @@ struct staple_issuers_t {
     STACK_OF(X509) *trusted; /* StapleTrustedCertificate, or NULL */
 };
 
+static apr_status_t trusted_cleanup(void *data)
+{
+    sk_X509_pop_free(data, X509_free);
+    return APR_SUCCESS;
+}
+
 staple_issuers_t *staple_issuers_make(apr_pool_t *p, STACK_OF(X509) *trusted)
 {
     staple_issuers_t *set = apr_pcalloc(p, sizeof(*set));
+    int i;
 
     set->pool = p;
     set->by_digest = apr_hash_make(p);
-    set->trusted = trusted;
+    if (trusted && sk_X509_num(trusted) > 0 && (set->trusted = sk_X509_new_null())) {
+        apr_pool_cleanup_register(p, set->trusted, trusted_cleanup,
+                                  apr_pool_cleanup_null);
+        for (i = 0; i < sk_X509_num(trusted); i++) {
+            X509 *t = sk_X509_value(trusted, i);
+            if (X509_up_ref(t) && !sk_X509_push(set->trusted, t)) {
+                X509_free(t);
+            }
+        }
+    }
     return set;
 }
 
@@ -86,17 +102,18 @@ int staple_issuers_count(const staple_issuers_t *set)
 }
 
 /*
- * An issuer record taking over x509. The issuer is the trust anchor even
- * when it is an intermediate CA. Trusted certificates get explicit trust
- * for OCSP signing: OCSP_basic_verify accepts a signer whose chain ends at
- * such an anchor even when it is not the certificate's issuer.
+ * An issuer record taking over x509. The issuer is the only trust anchor,
+ * even when it is an intermediate CA: a response verifies when the issuer
+ * signed it, or a responder the issuer delegated to. StapleTrustedCertificate
+ * is not an anchor here (see verify_trusted).
  */
-static staple_issuer_t *issuer_make(apr_pool_t *p, X509 *x509, STACK_OF(X509) *trusted)
+static staple_issuer_t *issuer_make(apr_pool_t *p, X509 *x509,
+                                    const STACK_OF(X509) *trusted)
 {
     staple_issuer_t *is = apr_pcalloc(p, sizeof(*is));
-    int i;
 
     is->x509 = x509;
+    is->trusted = trusted;
     apr_pool_cleanup_register(p, is, issuer_cleanup, apr_pool_cleanup_null);
     is->store = X509_STORE_new();
     is->signers = sk_X509_new_null();
@@ -111,15 +128,6 @@ static staple_issuer_t *issuer_make(apr_pool_t *p, X509 *x509, STACK_OF(X509) *t
         return NULL;
     }
     X509_STORE_set_flags(is->store, X509_V_FLAG_PARTIAL_CHAIN);
-    for (i = 0; trusted && i < sk_X509_num(trusted); i++) {
-        X509 *t = X509_dup(sk_X509_value(trusted, i));
-        int ok = t && X509_add1_trust_object(t, OBJ_nid2obj(NID_OCSP_sign)) &&
-                 X509_STORE_add_cert(is->store, t);
-        X509_free(t);
-        if (!ok) {
-            return NULL;
-        }
-    }
     return is;
 }
 
@@ -523,6 +531,54 @@ static int one_issuer(OCSP_BASICRESP *basic, const OCSP_CERTID *certid)
     return n > 0;
 }
 
+/* 1 when x carries id-kp-OCSPSigning and is valid now. */
+static int ocsp_signer_now(X509 *x)
+{
+    return (X509_get_extension_flags(x) & EXFLAG_XKUSAGE) &&
+           (X509_get_extended_key_usage(x) & XKU_OCSP_SIGN) &&
+           X509_cmp_current_time(X509_get0_notBefore(x)) < 0 &&
+           X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
+}
+
+/*
+ * StapleTrustedCertificate trusts exactly what it lists, as openssl ocsp
+ * -VAfile and mod_ssl's SSLOCSPResponderCertificateFile do: a response
+ * signed by a listed certificate's key, found among the listed ones only;
+ * or signed by a certificate that a listed CA certificate itself issued
+ * and that carries id-kp-OCSPSigning. Any other certificate under a listed
+ * CA (a plain serverAuth certificate, or one of a sub-CA) signs nothing.
+ */
+static int verify_trusted(const STACK_OF(X509) *trusted, OCSP_BASICRESP *basic,
+                          X509_STORE *store)
+{
+    STACK_OF(X509) *one = NULL;
+    X509 *signer = NULL;
+    int ok = 0, i;
+
+    /* the signer is looked up in the list alone (NOINTERN) and then needs
+     * no chain (TRUSTOTHER): the signature is checked with its key */
+    if (OCSP_basic_verify(basic, (STACK_OF(X509) *)trusted, store,
+                          OCSP_TRUSTOTHER | OCSP_NOINTERN) > 0) {
+        return 1;
+    }
+    if (OCSP_resp_get0_signer(basic, &signer, NULL) != 1 || !ocsp_signer_now(signer)) {
+        goto out;
+    }
+    for (i = 0; !ok && i < sk_X509_num(trusted); i++) {
+        X509 *ca = sk_X509_value(trusted, i);
+        if (X509_check_ca(ca) > 0 && X509_check_issued(ca, signer) == X509_V_OK &&
+            X509_verify(signer, X509_get0_pubkey(ca)) == 1 &&
+            (one || (one = sk_X509_new_null()) != NULL) && sk_X509_push(one, signer)) {
+            ok =
+                OCSP_basic_verify(basic, one, store, OCSP_TRUSTOTHER | OCSP_NOINTERN) > 0;
+            sk_X509_zero(one);
+        }
+    }
+out:
+    sk_X509_free(one);
+    return ok;
+}
+
 /*
  * OCSP_basic_verify, with the chain checks of a signer verified before for
  * this issuer skipped while every certificate involved is valid: only the
@@ -577,8 +633,8 @@ static int verify_response(const staple_cert_t *cert, OCSP_BASICRESP *basic)
         }
         CRYPTO_THREAD_unlock(is->lock);
     }
-    if (OCSP_basic_verify(basic, is->signers, is->store, 0) <= 0) {
-        return 0;
+    if (OCSP_basic_verify(basic, is->signers, is->store, OCSP_NOEXPLICIT) <= 0) {
+        return is->trusted && verify_trusted(is->trusted, basic, is->store);
     }
     if (signer) {
         vouch(is, signer);

@@ -18,10 +18,10 @@
  * issuer share one (see staple_issuers_t).
  */
 typedef struct staple_issuer_t {
-    X509 *x509;              /**< the issuer certificate */
-    X509_STORE *store;       /**< the issuer as sole trust anchor, plus
-                                  StapleTrustedCertificate anchors */
-    STACK_OF(X509) *signers; /**< the issuer, for responses without certs */
+    X509 *x509;                    /**< the issuer certificate */
+    X509_STORE *store;             /**< the issuer as sole trust anchor */
+    const STACK_OF(X509) *trusted; /**< StapleTrustedCertificate, or NULL */
+    STACK_OF(X509) *signers;       /**< the issuer, for responses without certs */
     /* Signers that passed the whole verification for this issuer (the
      * issuer itself, or a responder it delegated to) and the time window
      * in which all of them and the issuer are valid: their next responses
@@ -39,11 +39,12 @@ typedef struct staple_issuer_t {
 typedef struct staple_issuers_t staple_issuers_t;
 
 /**
- * A set of issuers whose verification also trusts these certificates for
- * OCSP signing, and responders they issued (StapleTrustedCertificate): for
+ * A set of issuers whose verification also trusts these responder
+ * certificates exactly, and OCSPSigning certificates issued directly by
+ * the CA certificates among them (StapleTrustedCertificate): for
  * responders outside the issuer's hierarchy.
  * @param p pool of the set; its cleanup frees the OpenSSL objects
- * @param trusted certificates to trust for OCSP signing (copied), or NULL
+ * @param trusted the certificates (referenced, not copied), or NULL
  */
 staple_issuers_t *staple_issuers_make(apr_pool_t *p, STACK_OF(X509) *trusted);
 

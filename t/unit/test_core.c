@@ -246,12 +246,41 @@ static void test_trusted_certificate(void)
     der = make_resp(&s, &len);
     CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
                             sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    /* a listed CA admits only OCSPSigning certificates it issued itself:
+     * not a plain certificate of it, nor a responder of its sub-CA */
+    s.signer = &other_plain;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    s.signer = &other_inter_responder;
+    s.extra = other_inter.cert;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    s.extra = NULL;
     /* a trusted responder certificate itself */
+    s.signer = &stranger;
+    der = make_resp(&s, &len);
     sk_X509_zero(trusted);
     sk_X509_push(trusted, stranger.cert);
     CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert),
                            staple_issuers_make(pool, trusted), err,
                            sizeof(err)) == APR_SUCCESS);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_OK);
+    /* exactly that certificate: not what it would issue, nor its name */
+    s.signer = &other_responder;
+    der = make_resp(&s, &len);
+    CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
+                            sizeof(why)) == STAPLE_CHECK_SIGNATURE);
+    /* a listed plain certificate signing for itself is listed exactly too */
+    sk_X509_zero(trusted);
+    sk_X509_push(trusted, other_plain.cert);
+    CHECK(staple_cert_load(&c, pool, to_pem(leaf.cert, inter.cert),
+                           staple_issuers_make(pool, trusted), err,
+                           sizeof(err)) == APR_SUCCESS);
+    s.signer = &other_plain;
+    der = make_resp(&s, &len);
     CHECK(staple_ocsp_check(c, der, len, apr_time_now(), &params, &info, why,
                             sizeof(why)) == STAPLE_CHECK_OK);
     sk_X509_free(trusted);

@@ -50,7 +50,7 @@ int test_done(const char *what)
 /* An in-memory PKI                                                    */
 
 ident_t root, inter, leaf, leaf2, responder, responder_noeku, other_root, other_responder,
-    stranger, selfsigned;
+    other_plain, other_inter, other_inter_responder, stranger, selfsigned;
 staple_cert_t *leaf_sc;
 static long serial_counter = 1000;
 
@@ -147,6 +147,10 @@ static void make_pki(void)
     other_root = issue("Other Root", NULL, 1, NULL, NULL, 0);
     other_responder =
         issue("Other Responder", &other_root, 0, "critical,OCSPSigning", NULL, 0);
+    other_plain = issue("Other Plain", &other_root, 0, "serverAuth", NULL, 0);
+    other_inter = issue("Other Inter", &other_root, 1, NULL, NULL, 0);
+    other_inter_responder =
+        issue("Other Inter Responder", &other_inter, 0, "critical,OCSPSigning", NULL, 0);
     stranger = issue("Stranger", NULL, 0, "critical,OCSPSigning", NULL, 0);
     selfsigned = issue("selfsigned.test", NULL, 0, NULL, NULL, 0);
     if (staple_cert_load(&leaf_sc, pool, to_pem(leaf.cert, inter.cert), NULL, err,

@@ -41,9 +41,12 @@ typedef struct {
 
 /* Test Root -> Test Inter -> leaf.test (Must-Staple), leaf2.test, Responder
  * (OCSPSigning), Responder no EKU (serverAuth); Other Root -> Other
- * Responder; Stranger (self-signed OCSPSigning); selfsigned.test. */
+ * Responder (OCSPSigning), Other Plain (serverAuth), Other Inter (a CA) ->
+ * Other Inter Responder (OCSPSigning); Stranger (self-signed OCSPSigning);
+ * selfsigned.test. */
 extern ident_t root, inter, leaf, leaf2, responder, responder_noeku, other_root,
-    other_responder, stranger, selfsigned;
+    other_responder, other_plain, other_inter, other_inter_responder, stranger,
+    selfsigned;
 extern staple_cert_t *leaf_sc; /* leaf.test with its chain, loaded */
 
 /** Issue a certificate; issuer NULL makes it self-signed. */
