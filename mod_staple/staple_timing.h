@@ -7,8 +7,12 @@
 
 #include <apr_time.h>
 
-/** Never fetch a certificate's response more often than this after a success. */
+/** Fetch a certificate's response no sooner than this after a success (or
+ * half its validity, if shorter), unless its validity ends sooner... */
 #define STAPLE_MIN_REFRESH_INTERVAL apr_time_from_sec(60)
+
+/** ... and never sooner than this. */
+#define STAPLE_MIN_REFRESH_GAP apr_time_from_sec(5)
 
 /** Timing policy, from the directives. */
 typedef struct {
@@ -24,7 +28,10 @@ typedef struct {
  * next_update, is due for renewal: when less than the renew window of its
  * validity remains or standard_timeout after fetching, whichever comes
  * first, moved earlier by up to 5 % (at most 5 minutes) of the interval by
- * jitter, and never sooner than STAPLE_MIN_REFRESH_INTERVAL after fetching.
+ * jitter; never later than a margin before nextUpdate (a tenth of the
+ * validity, 5 s to 60 s), and no sooner than STAPLE_MIN_REFRESH_INTERVAL (or
+ * half the validity) after fetching unless that margin comes first (then
+ * no sooner than STAPLE_MIN_REFRESH_GAP).
  * @param jitter a random number in [0, 1)
  */
 apr_time_t staple_refresh_due(const staple_timing_t *t, apr_time_t fetched_at,

@@ -492,10 +492,33 @@ static void test_refresh_due(void)
     t.standard_timeout = apr_time_from_sec(86400);
     due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(3600), 0.0);
     CHECK(due == now + apr_time_from_sec(3000));
-    /* never sooner than one minute after a fetch */
+    /* never sooner than one minute after a fetch, while that leaves time */
+    due = staple_refresh_due(&t, now, now - apr_time_from_sec(7000),
+                             now + apr_time_from_sec(200), 0.5);
+    CHECK(due == now + STAPLE_MIN_REFRESH_INTERVAL);
+    /* but the minute never moves a refresh past nextUpdate: a response with
+     * 30 s left is renewed in 5 s */
     due = staple_refresh_due(&t, now, now - apr_time_from_sec(1000),
                              now + apr_time_from_sec(30), 0.5);
-    CHECK(due == now + STAPLE_MIN_REFRESH_INTERVAL);
+    CHECK(due == now + STAPLE_MIN_REFRESH_GAP);
+    CHECK(due < now + apr_time_from_sec(30));
+    /* a response valid for a minute, fetched as it was made: renewed in time,
+     * whatever the window (50 %, 20 %, or 0 s) and the jitter; a tenth of the
+     * validity (5 s to 60 s) is left at least */
+    t.renew_pct = 50;
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(60), 0.999);
+    CHECK(due == now + apr_time_from_sec(30));
+    t.renew_pct = 20;
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(60), 0.0);
+    CHECK(due == now + apr_time_from_sec(48));
+    t.renew_pct = -1;
+    t.renew_window = 0;
+    due = staple_refresh_due(&t, now, now, now + apr_time_from_sec(60), 0.0);
+    CHECK(due == now + apr_time_from_sec(54));
+    /* seconds left: no sooner than STAPLE_MIN_REFRESH_GAP, not a busy loop */
+    due = staple_refresh_due(&t, now, now - apr_time_from_sec(60),
+                             now + apr_time_from_sec(2), 0.0);
+    CHECK(due == now + STAPLE_MIN_REFRESH_GAP);
 }
 
 static void test_retry_due(void)
