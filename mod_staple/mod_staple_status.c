@@ -75,18 +75,6 @@ static const char *prom_str(apr_pool_t *p, const char *s)
     return out;
 }
 
-static const char *iso_time(apr_pool_t *p, apr_time_t t)
-{
-    apr_time_exp_t tm;
-
-    if (t <= 0) {
-        return NULL;
-    }
-    apr_time_exp_gmt(&tm, t);
-    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 static const char *esc(apr_pool_t *p, const char *s)
 {
     return s ? ap_escape_html2(p, s, 0) : "";
@@ -145,6 +133,7 @@ static const field_t fields[] = {
     F("cert_status", NULL, V_CERT_STATUS, cert_status),
     F("this_update", NULL, V_TIME, this_update),
     F("next_update", NULL, V_TIME, next_update),
+    F("produced_at", NULL, V_TIME, produced_at),
     F("seconds_left", "SecondsLeft", V_SECS, time_left),
     F("fetched_at", NULL, V_TIME, fetched_at),
     F("last_fetch_at", NULL, V_TIME, last_fetch_at),
@@ -182,7 +171,7 @@ static const char *field_value(apr_pool_t *p, cert_t *c, const field_t *f, int j
     case V_BOOL:
         return AT(c, f, int) ? "true" : "false";
     case V_TIME:
-        s = iso_time(p, AT(c, f, apr_time_t));
+        s = staple_fmt_time(p, AT(c, f, apr_time_t));
         return json ? json_str(p, s) : (s ? s : "");
     case V_SECS:
         return apr_psprintf(p, "%" APR_TIME_T_FMT,
@@ -207,7 +196,7 @@ static void emit_json(request_rec *r, const staple_snapshot_t *snap)
     unsigned k;
 
     ap_rprintf(r, "{\"version\":%s,\"now\":%s,\"certificates\":[",
-               json_str(p, STAPLE_VERSION), json_str(p, iso_time(p, snap->now)));
+               json_str(p, STAPLE_VERSION), json_str(p, staple_fmt_time(p, snap->now)));
     for (i = 0; i < snap->count; i++) {
         for (k = 0; k < NFIELDS; k++) {
             ap_rprintf(r, "%s%s:%s", k ? "," : (i ? ",{" : "{"),
@@ -428,8 +417,9 @@ static const char *cell_response(apr_pool_t *p, cert_t *c, apr_time_t now)
     return apr_psprintf(p,
                         "<td>%s<br><small>this update %s<br>next update %s<br>fetched "
                         "%s</small></td>",
-                        st ? st : "&ndash;", esc(p, iso_time(p, c->this_update)),
-                        esc(p, iso_time(p, c->next_update)), ago(p, c->fetched_at, now));
+                        st ? st : "&ndash;", esc(p, staple_fmt_time(p, c->this_update)),
+                        esc(p, staple_fmt_time(p, c->next_update)),
+                        ago(p, c->fetched_at, now));
 }
 
 static const char *cell_fetch(apr_pool_t *p, cert_t *c, apr_time_t now)

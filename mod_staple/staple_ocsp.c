@@ -728,6 +728,15 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
                   apr_time_sec(info->this_update - now), apr_time_sec(params->time_skew));
         goto out;
     }
+    if (info->produced_at > now + params->time_skew) {
+        /* it would hold off every later response (freshness only moves
+         * forward): refused like a thisUpdate in the future */
+        rc = fail(STAPLE_CHECK_NOT_YET_VALID, why, whylen,
+                  "producedAt is %" APR_TIME_T_FMT "s in the future, beyond the allowed "
+                  "skew of %" APR_TIME_T_FMT "s",
+                  apr_time_sec(info->produced_at - now), apr_time_sec(params->time_skew));
+        goto out;
+    }
     if (nextupd == NULL) {
         rc = fail(STAPLE_CHECK_NO_NEXT_UPDATE, why, whylen,
                   "response has no nextUpdate, so no end of validity");
@@ -752,6 +761,38 @@ out:
     OCSP_RESPONSE_free(resp);
     ERR_clear_error();
     return rc;
+}
+
+staple_fresh_e staple_resp_compare(const staple_resp_info_t *held,
+                                   const staple_resp_info_t *cand)
+{
+    int newer;
+
+    if (held->produced_at == 0 && held->this_update == 0) {
+        return STAPLE_FRESH_NEWER;
+    }
+    if (cand->produced_at != held->produced_at) {
+        newer = cand->produced_at > held->produced_at;
+    } else if (cand->this_update != held->this_update) {
+        newer = cand->this_update > held->this_update;
+    } else {
+        newer = -1; /* the same times */
+    }
+    if (held->cert_status == V_OCSP_CERTSTATUS_REVOKED &&
+        cand->cert_status != V_OCSP_CERTSTATUS_REVOKED &&
+        !(newer == 1 && held->reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD)) {
+        return STAPLE_FRESH_UNREVOKED;
+    }
+    return newer == 1   ? STAPLE_FRESH_NEWER
+           : newer == 0 ? STAPLE_FRESH_OLDER
+                        : STAPLE_FRESH_SAME;
+}
+
+const char *staple_fresh_name(staple_fresh_e f)
+{
+    static const char *const names[] = {"newer", "same", "older", "unrevoked"};
+
+    return (f >= 0 && f <= STAPLE_FRESH_UNREVOKED) ? names[f] : "invalid";
 }
 
 const char *staple_ocsp_get_url(apr_pool_t *p, const char *base, const unsigned char *req,

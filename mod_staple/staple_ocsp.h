@@ -155,6 +155,29 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
                                  const staple_check_params_t *params,
                                  staple_resp_info_t *info, char *why, apr_size_t whylen);
 
+/** How a valid response compares with the one held for the same certificate. */
+typedef enum {
+    STAPLE_FRESH_NEWER = 0, /**< newer by its signed times: it replaces the held one */
+    STAPLE_FRESH_SAME,      /**< the same producedAt and thisUpdate */
+    STAPLE_FRESH_OLDER,     /**< older: never replaces the held one */
+    STAPLE_FRESH_UNREVOKED  /**< good after revoked: never, but after certificateHold */
+} staple_fresh_e;
+
+/**
+ * Freshness only moves forward: compare by the signed times, producedAt
+ * first, then thisUpdate. A good response never replaces a revoked one
+ * (a CA does not un-revoke), except a newer one after a revocation with
+ * reason certificateHold.
+ * @param held the response held; one with no produced_at and no
+ *        this_update stands for none, which anything replaces
+ * @param cand the response that passed staple_ocsp_check
+ */
+staple_fresh_e staple_resp_compare(const staple_resp_info_t *held,
+                                   const staple_resp_info_t *cand);
+
+/** Name of a comparison ("newer", "same", "older", "unrevoked"). */
+const char *staple_fresh_name(staple_fresh_e f);
+
 /**
  * The URL to fetch a response with GET (RFC 5019): base URL, a slash, and
  * the URL-encoded base64 request. NULL when the base64 request exceeds 255

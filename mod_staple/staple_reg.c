@@ -29,9 +29,37 @@ const char *staple_event_name(staple_event_e ev)
 
 const char *staple_outcome_name(int outcome)
 {
-    return outcome == STAPLE_OUTCOME_FETCH_ERROR
-               ? "fetch-error"
-               : staple_check_name((staple_check_e)outcome);
+    switch (outcome) {
+    case STAPLE_OUTCOME_FETCH_ERROR:
+        return "fetch-error";
+    case STAPLE_OUTCOME_OLDER:
+        return "older";
+    case STAPLE_OUTCOME_UNREVOKED:
+        return "unrevoked";
+    default:
+        return staple_check_name((staple_check_e)outcome);
+    }
+}
+
+apr_time_t staple_reg_usable_until(const staple_reg_t *reg,
+                                   const staple_resp_info_t *info)
+{
+    apr_interval_time_t max_age = reg->opts.check.max_age;
+
+    if (max_age >= 0 && info->this_update + max_age < info->next_update) {
+        return info->this_update + max_age;
+    }
+    return info->next_update;
+}
+
+void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held)
+{
+    memset(held, 0, sizeof(*held));
+    held->produced_at = sl->produced_at;
+    held->this_update = sl->this_update;
+    held->next_update = sl->next_update;
+    held->cert_status = sl->cert_status;
+    held->reason = sl->reason;
 }
 
 const staple_hist_bucket_t staple_hist_buckets[STAPLE_HIST_BUCKETS] = {
@@ -175,6 +203,7 @@ void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
         memset(shm, 0, staple_reg_shm_size(reg));
         for (i = 0; i < reg->items->nelts; i++) {
             reg->slots[i].cert_status = -1;
+            reg->slots[i].reason = -1;
         }
     }
     reg->shared = *shared;
@@ -256,38 +285,14 @@ static apr_status_t cache_put(const staple_cache_ops_t *c, staple_item_t *it,
                   p);
 }
 
-apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
-                                const unsigned char *der, apr_size_t der_len,
-                                apr_time_t fetched_at, const staple_resp_info_t *info,
-                                int to_shared, apr_pool_t *p)
+apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
+                              const unsigned char *der, apr_size_t der_len,
+                              apr_time_t fetched_at, const staple_resp_info_t *info,
+                              apr_pool_t *p)
 {
-    staple_slot_t *sl = &reg->slots[it->index];
-    apr_time_t expiry = info->next_update;
-    apr_status_t rv = APR_SUCCESS;
+    apr_status_t rv = cache_put(&reg->shared, it, der, der_len, fetched_at,
+                                staple_reg_usable_until(reg, info), p);
 
-    /* The copy handshakes read comes first: a shared cache on the network
-     * may be slow or hang, and must not hold up stapling on this server. */
-    if (reg->node_local) {
-        apr_status_t lrv =
-            cache_put(&reg->local, it, der, der_len, fetched_at, expiry, p);
-        if (lrv != APR_SUCCESS) {
-            staple_reg_log(reg, STAPLE_LOG_ERR,
-                           "cannot store the OCSP response for %s in the %s",
-                           it->cert->subject, reg->local.name);
-        }
-    } else if (to_shared) {
-        rv = cache_put(&reg->shared, it, der, der_len, fetched_at, expiry, p);
-        to_shared = 0;
-    }
-    sl->fetched_at = fetched_at;
-    sl->this_update = info->this_update;
-    sl->valid_until = info->next_update;
-    sl->cert_status = info->cert_status;
-    /* announce the new response to every process */
-    apr_atomic_inc32(&sl->gen);
-    if (to_shared) {
-        rv = cache_put(&reg->shared, it, der, der_len, fetched_at, expiry, p);
-    }
     if (rv != APR_SUCCESS) {
         staple_reg_log(reg, STAPLE_LOG_ERR, "cannot store the OCSP response for %s in %s",
                        it->cert->subject, reg->shared.name);
@@ -295,18 +300,73 @@ apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
     return rv;
 }
 
+apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
+                                const unsigned char *der, apr_size_t der_len,
+                                apr_time_t fetched_at, const staple_resp_info_t *info,
+                                int to_shared, apr_pool_t *p)
+{
+    staple_slot_t *sl = &reg->slots[it->index];
+    apr_time_t until = staple_reg_usable_until(reg, info);
+    apr_status_t rv = APR_SUCCESS;
+
+    /* The copy handshakes read comes first: a shared cache on the network
+     * may be slow or hang, and must not hold up stapling on this server. */
+    if (reg->node_local) {
+        apr_status_t lrv = cache_put(&reg->local, it, der, der_len, fetched_at, until, p);
+        if (lrv != APR_SUCCESS) {
+            staple_reg_log(reg, STAPLE_LOG_ERR,
+                           "cannot store the OCSP response for %s in the %s",
+                           it->cert->subject, reg->local.name);
+        }
+    } else if (to_shared) {
+        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
+        to_shared = 0;
+    }
+    sl->fetched_at = fetched_at;
+    sl->this_update = info->this_update;
+    sl->produced_at = info->produced_at;
+    sl->next_update = info->next_update;
+    sl->valid_until = until;
+    sl->cert_status = info->cert_status;
+    sl->reason = info->reason;
+    /* announce the new response to every process */
+    apr_atomic_inc32(&sl->gen);
+    if (to_shared) {
+        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
+    }
+    return rv;
+}
+
 /* ------------------------------------------------------------------ */
 /* Handshakes                                                          */
 
-/* Refresh this process's copy from the local cache. Called with it->lock
- * held for writing. */
+/* At most one warning per certificate and process in this interval about
+ * what the local cache holds; the others go to debug. */
+#define STAPLE_WARN_INTERVAL apr_time_from_sec(600)
+
+static void warn_entry(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                       const char *fmt, const char *a, const char *b)
+{
+    int level = STAPLE_LOG_DEBUG;
+
+    if (it->warned_at == 0 || now - it->warned_at >= STAPLE_WARN_INTERVAL) {
+        it->warned_at = now;
+        level = STAPLE_LOG_WARNING;
+    }
+    staple_reg_log(reg, level, fmt, it->cert->subject, a, b);
+}
+
+/* Refresh this process's copy from the local cache: an entry that passes
+ * the checks and is not older than the response the server holds. Called
+ * with it->lock held for writing. */
 static void local_refresh(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                           apr_uint32_t gen, apr_pool_t *p)
 {
     unsigned char *der;
     apr_size_t der_len;
     apr_time_t fetched_at;
-    staple_resp_info_t info;
+    staple_resp_info_t info, held;
+    staple_fresh_e fresh;
     char why[256];
     apr_status_t rv;
 
@@ -315,14 +375,22 @@ static void local_refresh(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
     rv = staple_reg_cache_load(reg, &reg->local, it, now, &der, &der_len, &fetched_at,
                                &info, why, sizeof(why), p);
     if (rv == APR_SUCCESS) {
-        free(it->der);
-        it->der = der;
-        it->der_len = der_len;
-        it->next_update = info.next_update;
+        staple_reg_held(&reg->slots[it->index], &held);
+        fresh = staple_resp_compare(&held, &info);
+        if (fresh == STAPLE_FRESH_OLDER || fresh == STAPLE_FRESH_UNREVOKED) {
+            warn_entry(reg, it, now,
+                       "cached OCSP response for %s refused: %s than the one held (%s)",
+                       fresh == STAPLE_FRESH_OLDER ? "older" : "good, and so older",
+                       reg->local.name);
+            free(der);
+        } else {
+            free(it->der);
+            it->der = der;
+            it->der_len = der_len;
+            it->next_update = staple_reg_usable_until(reg, &info);
+        }
     } else if (rv == APR_EINVAL) {
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "cached OCSP response for %s rejected: %s", it->cert->subject,
-                       why);
+        warn_entry(reg, it, now, "cached OCSP response for %s rejected: %s%s", why, "");
     }
     if (it->der && now >= it->next_update) {
         free(it->der);
@@ -470,7 +538,8 @@ static void snap_cert(const staple_item_t *it, const staple_slot_t *sl, apr_time
     c->must_staple = it->cert->must_staple;
     c->cert_status = sl->cert_status;
     c->this_update = sl->this_update;
-    c->next_update = sl->valid_until;
+    c->next_update = sl->next_update;
+    c->produced_at = sl->produced_at;
     c->fetched_at = sl->fetched_at;
     c->valid = sl->valid_until > now;
     c->time_left = c->valid ? sl->valid_until - now : 0;

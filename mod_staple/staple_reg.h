@@ -184,9 +184,12 @@ typedef struct {
  */
 apr_array_header_t *staple_reg_take_events(staple_reg_t *reg, apr_pool_t *p);
 
-/** Fetch outcomes: the check results, then failures before any response. */
+/** Fetch outcomes: the check results, failures before any response, and
+ * valid responses refused because they are older than the one held. */
 #define STAPLE_OUTCOME_FETCH_ERROR STAPLE_CHECK_COUNT
-#define STAPLE_OUTCOME_COUNT       (STAPLE_CHECK_COUNT + 1)
+#define STAPLE_OUTCOME_OLDER       (STAPLE_CHECK_COUNT + 1)
+#define STAPLE_OUTCOME_UNREVOKED   (STAPLE_CHECK_COUNT + 2)
+#define STAPLE_OUTCOME_COUNT       (STAPLE_CHECK_COUNT + 3)
 
 /** Name of a fetch outcome, for the status page and metrics. */
 const char *staple_outcome_name(int outcome);
@@ -212,7 +215,7 @@ typedef struct {
     const char *state; /**< good, revoked, failing, expired, none */
     int valid;         /**< a response that may be stapled is held */
     int cert_status;   /**< V_OCSP_CERTSTATUS_*, -1: no response yet */
-    apr_time_t this_update, next_update, fetched_at;
+    apr_time_t this_update, next_update, produced_at, fetched_at;
     apr_interval_time_t time_left; /**< until nextUpdate, when valid */
     apr_time_t last_fetch_at;      /**< 0: none */
     apr_interval_time_t last_fetch_duration;

@@ -39,21 +39,27 @@ typedef struct {
 } staple_stats_t;
 
 typedef struct {
-    apr_uint32_t gen;        /* F atomic, after a new response is in the
-                                local cache; H compares with its copy's */
-    apr_uint64_t stapled;    /* H atomic; S */
-    apr_uint64_t unstapled;  /* H atomic; S */
-    apr_uint32_t failures;   /* F: consecutive failed fetches; S */
-    apr_time_t due;          /* F: next fetch, 0: look at once; S */
-    apr_time_t valid_until;  /* F: nextUpdate of the response held, 0: none; S */
-    apr_time_t fetched_at;   /* F: when the held response was fetched; S */
-    apr_time_t this_update;  /* F: of the response held; S */
-    int cert_status;         /* F: V_OCSP_CERTSTATUS_* of it, -1: none; S */
-    apr_time_t last_attempt; /* F: start of the last fetch; S */
-    apr_interval_time_t last_duration;       /* F: the responder's response time; S */
-    apr_time_t last_error_at;                /* F: 0 until a fetch failed; S */
-    char last_error[STAPLE_ERROR_LEN];       /* F: why the last fetch failed; S */
-    apr_uint32_t events_pending;             /* F: a bit per staple_event_e */
+    apr_uint32_t gen;                  /* F atomic, after a new response is in the
+                                          local cache; H compares with its copy's */
+    apr_uint64_t stapled;              /* H atomic; S */
+    apr_uint64_t unstapled;            /* H atomic; S */
+    apr_uint32_t failures;             /* F: consecutive failed fetches; S */
+    apr_time_t due;                    /* F: next fetch, 0: look at once; S */
+    apr_time_t valid_until;            /* F: until when the held response may be stapled:
+                                          nextUpdate, or thisUpdate + StapleResponseMaxAge
+                                          if sooner; 0: none held; S */
+    apr_time_t next_update;            /* F: nextUpdate of the held response; S */
+    apr_time_t fetched_at;             /* F: when the held response was fetched; S */
+    apr_time_t this_update;            /* F: of the held response; H reads with
+                                          produced_at to refuse older cache entries; S */
+    apr_time_t produced_at;            /* F: producedAt of the held response; H; S */
+    int cert_status;                   /* F: V_OCSP_CERTSTATUS_* of it, -1: none; H; S */
+    int reason;                        /* F: its revocation reason, -1: none; H */
+    apr_time_t last_attempt;           /* F: start of the last fetch; S */
+    apr_interval_time_t last_duration; /* F: the responder's response time; S */
+    apr_time_t last_error_at;          /* F: 0 until a fetch failed; S */
+    char last_error[STAPLE_ERROR_LEN]; /* F: why the last fetch failed; S */
+    apr_uint32_t events_pending;       /* F: a bit per staple_event_e */
     apr_time_t event_at[STAPLE_EVENT_COUNT]; /* F: last run, for rate limiting */
 } staple_slot_t;
 
@@ -72,6 +78,7 @@ typedef struct {
     apr_time_t next_update;
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
+    apr_time_t warned_at; /* last warning about a cache entry, rate limit */
 
     int in_flight; /* being fetched by this process */
 } staple_item_t;
@@ -94,9 +101,22 @@ struct staple_reg_t {
 apr_time_t staple_reg_now(const staple_reg_t *reg);
 double staple_reg_jitter(const staple_reg_t *reg);
 
+/* Until when a response that passed the checks may be stapled. */
+apr_time_t staple_reg_usable_until(const staple_reg_t *reg,
+                                   const staple_resp_info_t *info);
+
+/* The response a slot holds, as staple_resp_compare wants it. */
+void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held);
+
 /* A log line, formatted only when its level is written. */
 void staple_reg_log(const staple_reg_t *reg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Put an entry into the shared cache only (StapleCache). */
+apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
+                              const unsigned char *der, apr_size_t der_len,
+                              apr_time_t fetched_at, const staple_resp_info_t *info,
+                              apr_pool_t *p);
 
 /*
  * Make a verified response the one every process of this server staples:

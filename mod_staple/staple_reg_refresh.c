@@ -97,16 +97,20 @@ static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char
     }
 }
 
-/* Put a stored response into the caches when it passes every check.
- * Expired and rejected files are removed. */
-static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
-                           apr_pool_t *p)
-{
-    const char *path, *dir = reg->opts.store;
+/* A verified response with the time it was fetched. */
+typedef struct {
     unsigned char *der;
     apr_size_t len;
-    apr_time_t mtime;
+    apr_time_t fetched_at;
     staple_resp_info_t info;
+} resp_t;
+
+/* Read and verify the certificate's file in StapleStore. Expired and
+ * rejected files are removed. */
+static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp_t *r,
+                      apr_pool_t *p)
+{
+    const char *path, *dir = reg->opts.store;
     staple_check_e rc;
     apr_status_t rv;
     char why[256];
@@ -114,7 +118,7 @@ static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
     if (dir == NULL) {
         return 0;
     }
-    rv = staple_store_load(dir, it->cert->id_hex, &der, &len, &mtime, p);
+    rv = staple_store_load(dir, it->cert->id_hex, &r->der, &r->len, &r->fetched_at, p);
     if (rv == APR_ENOENT) {
         return 0;
     }
@@ -128,7 +132,7 @@ static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
         }
         return 0;
     }
-    rc = staple_ocsp_check(it->cert, der, len, now, &reg->opts.check, &info, why,
+    rc = staple_ocsp_check(it->cert, r->der, r->len, now, &reg->opts.check, &r->info, why,
                            sizeof(why));
     if (rc != STAPLE_CHECK_OK) {
         staple_reg_log(reg,
@@ -138,16 +142,25 @@ static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
         staple_store_remove(dir, it->cert->id_hex, p);
         return 0;
     }
-    if (mtime > now || mtime < info.this_update - reg->opts.check.time_skew) {
-        mtime = info.this_update;
+    /* the file's time is not signed: keep it plausible */
+    if (r->fetched_at > now ||
+        r->fetched_at < r->info.this_update - reg->opts.check.time_skew) {
+        r->fetched_at = r->info.this_update;
     }
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s): %s response loaded from %s, valid for %s",
                    it->cert->subject, it->cert->serial,
-                   staple_cert_status_name(info.cert_status), path,
-                   staple_fmt_duration(p, info.next_update - now));
-    staple_reg_publish(reg, it, der, len, mtime, &info, 1, p);
+                   staple_cert_status_name(r->info.cert_status), path,
+                   staple_fmt_duration(p, r->info.next_update - now));
     return 1;
+}
+
+/* "producedAt ..., thisUpdate ..." of a response, for log lines. */
+static const char *resp_times(apr_pool_t *p, const staple_resp_info_t *info)
+{
+    return apr_psprintf(p, "producedAt %s, thisUpdate %s",
+                        staple_fmt_time(p, info->produced_at),
+                        staple_fmt_time(p, info->this_update));
 }
 
 /* ------------------------------------------------------------------ */
@@ -155,53 +168,78 @@ static int load_from_store(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 
 /*
  * Before fetching, look at the shared cache: another process, a previous
- * run or another server of a cluster may hold a response that is not due
- * yet. Returns 1 when the certificate needs no fetch now.
+ * run or another server of a cluster may hold a newer response, by its
+ * signed times, than the one this server staples. At startup the copy in
+ * StapleStore comes first; it goes into StapleCache only when StapleCache
+ * holds nothing newer. Returns 1 when the certificate needs no fetch now.
  */
 static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                         apr_pool_t *p)
 {
-    unsigned char *der = NULL;
-    apr_size_t der_len;
-    apr_time_t fetched_at, due;
     staple_slot_t *sl = &reg->slots[it->index];
-    staple_resp_info_t info;
+    staple_resp_info_t held;
+    staple_fresh_e fresh = STAPLE_FRESH_SAME;
+    resp_t st, sh;
+    apr_time_t due;
     char why[256];
     apr_status_t rv;
+    int stored = 0, adopted = 0, share;
 
-    if (sl->valid_until == 0 &&
-        /* nothing known yet on this server: the store on disk comes first,
-         * it does not depend on a cache on the network answering */
-        load_from_store(reg, it, now, p) && !reg->node_local) {
-        /* StapleCache is this server's alone and now holds the response
-         * just verified: reading it back would verify it twice */
-        rv = APR_NOTFOUND;
-    } else {
-        rv = staple_reg_cache_load(reg, &reg->shared, it, now, &der, &der_len,
-                                   &fetched_at, &info, why, sizeof(why), p);
+    /* nothing held yet on this server: the store on disk comes first, it
+     * does not depend on a cache on the network answering */
+    if (sl->this_update == 0 && store_read(reg, it, now, &st, p)) {
+        stored = 1;
+        if (reg->node_local) {
+            staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, 0, p);
+        }
     }
-    if (rv == APR_EINVAL) {
+    rv = staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
+                               &sh.fetched_at, &sh.info, why, sizeof(why), p);
+    if (rv == APR_SUCCESS) {
+        if (stored) {
+            held = st.info;
+        } else {
+            staple_reg_held(sl, &held);
+        }
+        fresh = staple_resp_compare(&held, &sh.info);
+        if (fresh == STAPLE_FRESH_NEWER) {
+            /* another server of the cluster fetched it: it also ends this
+             * server's failures, whatever its own route to the responder */
+            staple_reg_publish(reg, it, sh.der, sh.len, sh.fetched_at, &sh.info, 0, p);
+            adopted = 1;
+            sl->failures = 0;
+            /* this server's own copy on disk, for restarts while the
+             * shared cache is away */
+            store_save(reg, it, sh.der, sh.len, p);
+            staple_reg_log(reg, STAPLE_LOG_DEBUG,
+                           "OCSP for %s: adopted the response fetched %s ago from %s",
+                           it->cert->subject, staple_fmt_duration(p, now - sh.fetched_at),
+                           reg->shared.name);
+        } else if (fresh != STAPLE_FRESH_SAME) {
+            staple_reg_log(reg, STAPLE_LOG_INFO,
+                           "OCSP for %s: %s holds an %s response (%s) than this "
+                           "server's (%s): kept this server's",
+                           it->cert->subject, reg->shared.name,
+                           fresh == STAPLE_FRESH_OLDER ? "older" : "unrevoked, so older",
+                           resp_times(p, &sh.info), resp_times(p, &held));
+        }
+        free(sh.der);
+    } else if (rv == APR_EINVAL) {
         /* corrupt, or not for this certificate: fetch now, which also
          * replaces it for every server sharing the cache */
         staple_reg_log(reg, STAPLE_LOG_WARNING,
                        "OCSP response for %s in %s rejected, fetching a new one: %s",
                        it->cert->subject, reg->shared.name, why);
-        return 0;
     }
-    if (rv == APR_SUCCESS && fetched_at > sl->fetched_at) {
-        /* newer than what this server staples: another server of the
-         * cluster fetched it */
-        staple_reg_publish(reg, it, der, der_len, fetched_at, &info, 0, p);
-        /* this server's own copy on disk, for restarts while the shared
-         * cache is away */
-        store_save(reg, it, der, der_len, p);
-        staple_reg_log(reg, STAPLE_LOG_DEBUG,
-                       "OCSP for %s: adopted the response fetched %s ago from %s",
-                       it->cert->subject, staple_fmt_duration(p, now - fetched_at),
-                       reg->shared.name);
+    /* unless StapleCache had a newer one, the copy on disk is what this
+     * server staples, and StapleCache gets it unless it holds the same */
+    share = stored && !adopted && !(rv == APR_SUCCESS && fresh == STAPLE_FRESH_SAME);
+    if (stored && !adopted && !reg->node_local) {
+        staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, share, p);
+    } else if (share) {
+        staple_reg_share(reg, it, st.der, st.len, st.fetched_at, &st.info, p);
     }
-    free(der);
-    if (sl->valid_until <= now) {
+    if (rv == APR_EINVAL || sl->valid_until <= now) {
         return 0;
     }
     due = staple_refresh_due(&reg->opts.timing, sl->fetched_at, sl->this_update,
@@ -215,9 +253,10 @@ static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 
 /*
  * In a cluster, one server fetches for all: before fetching, take a short
- * lease in StapleCache. Returns 0 when another server holds it.
+ * lease in StapleCache (when take). Returns 0 when another server holds it.
  */
-static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_pool_t *p)
+static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
+                      apr_pool_t *p)
 {
     const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
     const char *me = reg->opts.node_id ? reg->opts.node_id : "";
@@ -233,6 +272,9 @@ static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_
         if (strcmp((const char *)holder, me)) {
             return 0;
         }
+    }
+    if (!take) {
+        return 1;
     }
     reg->shared.put(reg->shared.baton, (const unsigned char *)key,
                     (unsigned int)strlen(key),
@@ -253,7 +295,8 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     apr_time_t now = staple_reg_now(reg);
     staple_slot_t *sl = &reg->slots[it->index];
     const char *proxy = reg->opts.fetch.proxy;
-    staple_resp_info_t info;
+    staple_resp_info_t info, held;
+    staple_fresh_e fresh;
     staple_check_e rc;
     char why[256];
 
@@ -279,13 +322,33 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
     rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &reg->opts.check, &info,
                            why, sizeof(why));
-    count_outcome(reg, (int)rc, f->duration);
     if (rc != STAPLE_CHECK_OK) {
+        count_outcome(reg, (int)rc, f->duration);
         record_failure(
             reg, it, now,
             apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
         return;
     }
+    /* a valid response, but perhaps an older one replayed: freshness only
+     * moves forward */
+    staple_reg_held(sl, &held);
+    fresh = staple_resp_compare(&held, &info);
+    if (fresh == STAPLE_FRESH_OLDER || fresh == STAPLE_FRESH_UNREVOKED) {
+        int outcome =
+            fresh == STAPLE_FRESH_OLDER ? STAPLE_OUTCOME_OLDER : STAPLE_OUTCOME_UNREVOKED;
+        count_outcome(reg, outcome, f->duration);
+        record_failure(
+            reg, it, now,
+            apr_psprintf(p,
+                         "response refused (%s): %s, %s, is older than the "
+                         "response held (%s, %s)",
+                         staple_outcome_name(outcome),
+                         staple_cert_status_name(info.cert_status), resp_times(p, &info),
+                         staple_cert_status_name(held.cert_status), resp_times(p, &held)),
+            p);
+        return;
+    }
+    count_outcome(reg, STAPLE_CHECK_OK, f->duration);
     staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
     store_save(reg, it, f->body, f->body_len, p);
     sl->failures = 0;
@@ -293,14 +356,14 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
         1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
                                                              : STAPLE_EVENT_RENEWED);
     sl->due = staple_refresh_due(&reg->opts.timing, now, info.this_update,
-                                 info.next_update, staple_reg_jitter(reg));
+                                 sl->valid_until, staple_reg_jitter(reg));
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                    "valid for %s, next refresh in %s",
                    it->cert->subject, it->cert->serial, it->url,
                    staple_cert_status_name(info.cert_status),
                    (double)f->duration / 1000.0, f->method,
-                   staple_fmt_duration(p, info.next_update - now),
+                   staple_fmt_duration(p, sl->valid_until - now),
                    staple_fmt_duration(p, sl->due - now));
     if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
         staple_reg_log(reg, STAPLE_LOG_ERR,
@@ -322,11 +385,14 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
         staple_slot_t *sl = &reg->slots[it->index];
         staple_fetch_t *f;
 
-        if (it->in_flight || sl->due > now ||
-            (sl->failures == 0 && adopt_cached(reg, it, now, p))) {
+        /* the shared cache first, also while this server's own fetches fail:
+         * the cluster's fresh responses are as good as its own */
+        if (it->in_flight || sl->due > now || adopt_cached(reg, it, now, p)) {
             continue;
         }
-        if (!take_lease(reg, it, now, p)) {
+        /* a failing server does not take the lease, which would keep the
+         * healthy ones from fetching, but waits for a holder's response */
+        if (!take_lease(reg, it, now, sl->failures == 0, p)) {
             /* another server is fetching it: adopt its result */
             sl->due = now + STAPLE_LEASE_WAIT;
             APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;

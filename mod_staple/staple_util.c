@@ -57,3 +57,14 @@ const char *staple_fmt_duration(apr_pool_t *p, apr_interval_time_t t)
     }
     return apr_psprintf(p, "%s%" APR_INT64_T_FMT "s", sign, s);
 }
+
+const char *staple_fmt_time(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t tm;
+
+    if (t <= 0 || apr_time_exp_gmt(&tm, t) != APR_SUCCESS) {
+        return NULL;
+    }
+    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}

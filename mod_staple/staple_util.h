@@ -34,4 +34,10 @@ const char *staple_hex(apr_pool_t *p, const unsigned char *data, apr_size_t len)
  */
 const char *staple_fmt_duration(apr_pool_t *p, apr_interval_time_t t);
 
+/**
+ * Format a time as ISO 8601 in UTC ("2026-12-01T10:20:55Z"); NULL for 0 or
+ * less (no time).
+ */
+const char *staple_fmt_time(apr_pool_t *p, apr_time_t t);
+
 #endif /* STAPLE_UTIL_H */

@@ -11,8 +11,11 @@
 
 #include <apr_strings.h>
 
+#include <unistd.h>
+
 #include "staple_entry.h"
 #include "staple_reg.h"
+#include "staple_store.h"
 #include "testlib.h"
 
 /* ------------------------------------------------------------------ */
@@ -731,6 +734,310 @@ static void test_claims(void)
     CHECK(staple_reg_count(reg) == 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Freshness, failing servers, short-lived and aged responses          */
+
+/* A response for leaf.test with producedAt and thisUpdate at these offsets
+ * from the fake time, valid for an hour after thisUpdate. */
+static unsigned char *resp_at(int status, int reason, long produced, long this_offset,
+                              apr_size_t *len)
+{
+    resp_spec_t s = good_spec();
+
+    s.base = fake_now;
+    s.status = status;
+    s.reason = reason;
+    s.this_offset = this_offset;
+    s.next_offset = this_offset + 3600;
+    s.produced_offset = produced;
+    s.set_produced = 1;
+    return make_resp(&s, len);
+}
+
+/* A fetch that answers an older response than the one held (a replay on
+ * plain HTTP) is refused, counted and logged; the newer one stays. */
+static void test_fetch_older_refused(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l2, l1;
+    unsigned char *r2, *r1;
+    staple_snapshot_t *snap;
+    void *shm;
+    staple_reg_t *reg;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    r2 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -10, -10, &l2);
+    r1 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -100, -100, &l1);
+    answer_with(r2, l2);
+    fake_now = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, r2, l2));
+    answer_with(r1, l1);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2);
+    CHECK(staples(reg, r2, l2));
+    CHECK(cache_holds(&shared_mem, r2, l2));
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->outcomes[STAPLE_OUTCOME_OLDER] == 1 && snap->certs[0].failures == 1);
+    CHECK(snap->certs[0].last_error &&
+          strstr(snap->certs[0].last_error, "response refused (older)") &&
+          strstr(snap->certs[0].last_error, "producedAt"));
+    CHECK(!strcmp(staple_outcome_name(STAPLE_OUTCOME_OLDER), "older"));
+    /* the same response again is no failure */
+    answer_with(r2, l2);
+    fake_now = snap->certs[0].next_refresh;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(snap_of(reg)->failures == 0 && staples(reg, r2, l2));
+}
+
+/* Revoked is never replaced by good, but after certificateHold. */
+static void test_revoked_stays(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t lr, lg, lh;
+    unsigned char *rr, *rg, *rh;
+    void *shm;
+    staple_reg_t *reg;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    rr = resp_at(V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_KEYCOMPROMISE, -100, -100,
+                 &lr);
+    answer_with(rr, lr);
+    fake_now = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, rr, lr));
+    rg = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -1, -1, &lg); /* newer, and good */
+    answer_with(rg, lg);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, rr, lr));
+    CHECK(staple_reg_snapshot(reg, pool)->outcomes[STAPLE_OUTCOME_UNREVOKED] == 1);
+    CHECK(!strcmp(snap_of(reg)->state, "revoked"));
+
+    /* on hold, then released: the newer good response replaces it */
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    rh = resp_at(V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_CERTIFICATEHOLD, -100,
+                 -100, &lh);
+    answer_with(rh, lh);
+    fake_now = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, rh, lh));
+    rg = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -1, -1, &lg);
+    answer_with(rg, lg);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, rg, lg));
+}
+
+/* An older response in the shared cache (anyone may write there, and the
+ * entry's header is not signed) is not adopted. */
+static void test_shared_older_refused(void)
+{
+    staple_reg_opts_t ob = default_opts("b");
+    apr_size_t l2, l1;
+    unsigned char *r2, *r1;
+    void *shm;
+    staple_reg_t *b;
+
+    reset();
+    b = make_reg(&ob, &local_b, &shm);
+    r2 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -10, -10, &l2);
+    r1 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -100, -100, &l1);
+    answer_with(r2, l2);
+    fake_now = staple_reg_refresh(b, 0, 1, pool);
+    CHECK(staples(b, r2, l2));
+    mem_set_entry(&shared_mem, leaf_sc->id, r1, l1); /* its header says: fetched now */
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(staples(b, r2, l2));
+    CHECK(cache_holds(&local_b, r2, l2));
+}
+
+static char *make_store(void)
+{
+    char *dir = apr_pstrdup(pool, "/tmp/staple-test-store-XXXXXX");
+
+    CHECK(mkdtemp(dir) != NULL);
+    return dir;
+}
+
+static void store_put(const char *dir, const unsigned char *der, apr_size_t len)
+{
+    char err[256];
+
+    CHECK(staple_store_save(dir, leaf_sc->id_hex, der, len, pool, err, sizeof(err)) ==
+          APR_SUCCESS);
+}
+
+static void store_clean(const char *dir)
+{
+    staple_store_remove(dir, leaf_sc->id_hex, pool);
+    CHECK(rmdir(dir) == 0);
+}
+
+/* A restarting server's copy on disk does not overwrite a newer response
+ * in the shared cache; an older shared one gets the disk's. */
+static void test_store_vs_shared(void)
+{
+    staple_reg_opts_t ob = default_opts("b");
+    apr_size_t l2, l1;
+    unsigned char *r2, *r1;
+    void *shm;
+    staple_reg_t *b;
+
+    reset();
+    ob.store = make_store();
+    r2 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -10, -10, &l2);
+    r1 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -100, -100, &l1);
+    store_put(ob.store, r1, l1);
+    mem_set_entry(&shared_mem, leaf_sc->id, r2, l2);
+    b = make_reg(&ob, &local_b, &shm);
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 0);
+    CHECK(cache_holds(&shared_mem, r2, l2));
+    CHECK(staples(b, r2, l2));
+
+    /* the other way round: the disk's newer copy goes to the shared cache */
+    reset();
+    store_put(ob.store, r2, l2);
+    mem_set_entry(&shared_mem, leaf_sc->id, r1, l1);
+    b = make_reg(&ob, &local_b, &shm);
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 0);
+    CHECK(cache_holds(&shared_mem, r2, l2));
+    CHECK(staples(b, r2, l2));
+    store_clean(ob.store);
+}
+
+/* A server whose own fetches fail staples what the cluster fetched. */
+static void test_failing_adopts(void)
+{
+    staple_reg_opts_t oa = default_opts("a"), ob = default_opts("b");
+    apr_size_t l1, l2;
+    unsigned char *r1, *r2;
+    void *shm_a, *shm_b;
+    staple_reg_t *a, *b;
+
+    reset();
+    a = make_reg(&oa, &local_a, &shm_a);
+    b = make_reg(&ob, &local_b, &shm_b);
+    r1 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -60, -60, &l1);
+    answer_with(r1, l1);
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(staples(b, r1, l1));
+    /* b's route to the responder goes; a keeps fetching for the cluster */
+    fake_now = snap_of(b)->next_refresh;
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(snap_of(b)->failures == 1);
+    /* a's round once b's lease from that failed try has run out */
+    fake_now += ob.fetch.timeout + apr_time_from_sec(6);
+    r2 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -1, -1, &l2);
+    answer_with(r2, l2);
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(staples(a, r2, l2));
+    answer.status = APR_ECONNREFUSED;
+    fake_now = snap_of(b)->next_refresh;
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(staples(b, r2, l2));
+    CHECK(snap_of(b)->failures == 0);
+}
+
+/* A failing server does not take the fetch lease from healthy ones. */
+static void test_failing_no_lease(void)
+{
+    staple_reg_opts_t oa = default_opts("a"), ob = default_opts("b");
+    apr_size_t l1;
+    unsigned char *r1;
+    void *shm_a, *shm_b;
+    staple_reg_t *a, *b;
+    int before;
+
+    reset();
+    oa.timing.retry_delay = ob.timing.retry_delay = apr_time_from_sec(1);
+    a = make_reg(&oa, &local_a, &shm_a);
+    b = make_reg(&ob, &local_b, &shm_b);
+    answer.status = APR_ECONNREFUSED;
+    staple_reg_refresh(b, 0, 1, pool); /* its first try took the lease */
+    CHECK(fetches == 1 && snap_of(b)->failures == 1);
+    /* after that lease ran out, b retries, and a right after it */
+    fake_now += ob.fetch.timeout + apr_time_from_sec(6);
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 2 && snap_of(b)->failures == 2);
+    r1 = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -60, -60, &l1);
+    answer_with(r1, l1);
+    before = fetches;
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(fetches == before + 1);
+    CHECK(staples(a, r1, l1));
+}
+
+/* A response valid for a minute is renewed before it lapses. */
+static void test_short_lived(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1;
+    unsigned char *r1;
+    resp_spec_t s = good_spec();
+    void *shm;
+    staple_reg_t *reg;
+    apr_time_t next;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    s.base = fake_now;
+    s.this_offset = 0;
+    s.next_offset = 60;
+    r1 = make_resp(&s, &l1);
+    answer_with(r1, l1);
+    next = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(next < snap_of(reg)->next_update - apr_time_from_sec(5));
+    CHECK(next > fake_now);
+}
+
+/* StapleResponseMaxAge counts at handshake time and in the schedule. */
+static void test_max_age(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1;
+    unsigned char *r1;
+    void *shm;
+    staple_reg_t *reg;
+    apr_time_t next, made;
+
+    reset();
+    o.check.max_age = apr_time_from_sec(120);
+    reg = make_reg(&o, NULL, &shm);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    made = apr_time_from_sec(apr_time_sec(fake_now) - 60);
+    answer_with(r1, l1);
+    next = staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, r1, l1));
+    CHECK(next < made + o.check.max_age);
+    answer.status = APR_ECONNREFUSED;
+    fake_now = made + o.check.max_age + 1;
+    CHECK(handshake(reg) == STAPLE_RESP_NONE);
+    CHECK(!snap_of(reg)->valid);
+}
+
+/* A bad entry in the local cache is reported once, not at every look. */
+static void test_warning_rate_limited(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    void *shm;
+    staple_reg_t *reg;
+    int i;
+
+    reset();
+    reg = make_reg(&o, &local_a, &shm);
+    mem_set_entry(&local_a, leaf_sc->id, (const unsigned char *)"garbage", 7);
+    warnings = 0;
+    for (i = 0; i < 5; i++) {
+        CHECK(handshake(reg) == STAPLE_RESP_NONE);
+        fake_now += apr_time_from_sec(2);
+    }
+    CHECK(warnings == 1);
+}
+
 int main(void)
 {
     test_init();
@@ -747,6 +1054,21 @@ int main(void)
     run_case("registry: events pending and rate limited", test_events);
     run_case("registry: the process copy follows the generation", test_process_copy);
     run_case("registry: the snapshot has every field of the status page", test_snapshot);
+    run_case("freshness: an older fetched response is refused", test_fetch_older_refused);
+    run_case("freshness: revoked stays revoked, but after certificateHold",
+             test_revoked_stays);
+    run_case("freshness: an older shared response is not adopted",
+             test_shared_older_refused);
+    run_case("freshness: the store does not overwrite a newer shared response",
+             test_store_vs_shared);
+    run_case("cluster: a failing server adopts the cluster's response",
+             test_failing_adopts);
+    run_case("cluster: a failing server does not take the lease", test_failing_no_lease);
+    run_case("timing: a response valid for a minute is renewed in time",
+             test_short_lived);
+    run_case("timing: StapleResponseMaxAge at handshake time and in the schedule",
+             test_max_age);
+    run_case("handshakes: a bad cache entry is reported once", test_warning_rate_limited);
 
     mem_clear(&shared_mem);
     mem_clear(&local_a);
