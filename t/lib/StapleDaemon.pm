@@ -13,9 +13,8 @@ use strict;
 use warnings;
 
 use File::Spec::Functions qw(catfile);
-use IO::Socket::INET ();
 
-use StapleProc qw(alive free_port read_reply slurp spawn stop_pid wait_until);
+use StapleProc qw(alive free_port request slurp spawn stop_pid wait_until);
 
 # The command line of a $kind ('redis' or 'memcached') daemon on
 # 127.0.0.1:$port that persists nothing ($dir: redis' working directory).
@@ -37,22 +36,16 @@ sub argv {
 # within $timeout seconds (default 2; undef when nothing).
 sub send_line {
     my ($port, $line, $timeout) = @_;
-    $timeout ||= 2;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => $timeout) or return;
-    $s->autoflush(1);
-    print $s $line;
     # a complete reply for the line protocols used here
-    my ($buf) = read_reply($s, $timeout, sub {
-        my ($b) = @_;
-        return 1 if $b =~ /\r\n\z/ && $b !~ /^\*/;
-        if ($b =~ /^\*(\d+)\r\n/) {
-            my $lines = () = $b =~ /\r\n/g;
+    my ($buf) = request($port, $line, $timeout || 2, sub {
+        my ($reply) = @_;
+        return 1 if $reply =~ /\r\n\z/ && $reply !~ /^\*/;
+        if ($reply =~ /^\*(\d+)\r\n/) {
+            my $lines = () = $reply =~ /\r\n/g;
             return $lines >= 1 + 2 * $1;
         }
         return 0;
-    });
-    close $s;
+    }) or return;
     return length $buf ? $buf : undef;
 }
 

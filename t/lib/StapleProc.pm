@@ -11,6 +11,7 @@ package StapleProc;
 #   alive($pid), children_of($pid)     is it running; its children (from /proc)
 #   wait_gone($pid, $secs), stop_pid($pid, %opt)   bounded stops, SIGKILL last
 #   read_reply($sock, $secs, $done)    what a socket sends within a time limit
+#   request($port, $data, $secs, $done)   send, then read_reply, on loopback
 #   http_get($port, $path, %opt)       one bounded HTTP/1.0 GET on loopback
 #   slurp, spit, tempdir               files
 #   track($obj, $rank), stop_on_signals()   stop what a test started, at exit
@@ -29,8 +30,8 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(wait_until free_port free_ports port_open run_cmd spawn alive
-                    children_of wait_gone stop_pid read_reply http_get slurp spit
-                    tempdir);
+                    children_of wait_gone stop_pid read_reply request http_get slurp
+                    spit tempdir);
 
 my $MAIN_PID = $$;    # END blocks and signal handlers also run in forked children
 
@@ -250,6 +251,20 @@ sub read_reply {
     return ($buf, $eof);
 }
 
+# request($port, $data, $secs, $complete) -> ($reply, $eof), or () when
+# 127.0.0.1:$port refuses: one connection, $data sent, then read_reply;
+# $secs bounds the connect and, again, the reply.
+sub request {
+    my ($port, $data, $secs, $complete) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => $secs) or return;
+    $s->autoflush(1);
+    print $s $data;
+    my ($buf, $eof) = read_reply($s, $secs, $complete);
+    close $s;
+    return ($buf, $eof);
+}
+
 # http_get($port, $path, %opt) -> { status, headers (lowercase names), body }:
 # one GET over HTTP/1.0 from 127.0.0.1:$port, one connection, bounded by
 # `timeout` seconds (default 5) for the connect and again for the answer;
@@ -258,13 +273,9 @@ sub http_get {
     my ($port, $path, %o) = @_;
     my $timeout = $o{timeout} || 5;
     my %res = (status => 0, headers => {}, body => '');
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => $timeout)
+    my ($buf, $eof) = request($port, "GET $path HTTP/1.0\r\nHost: localhost\r\n"
+                                     . "Connection: close\r\n\r\n", $timeout)
         or return { %res, error => "connect: $!" };
-    $s->autoflush(1);
-    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    my ($buf, $eof) = read_reply($s, $timeout);
-    close $s;
     return { %res, error => 'timeout' } unless $eof;
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;
     my ($line, @lines) = split /\r\n/, $head // '';
