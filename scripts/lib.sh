@@ -1,13 +1,31 @@
 # shellcheck shell=bash
-# scripts/lib.sh: shared by scripts/test and scripts/demo (sourced, not run).
+# scripts/lib.sh: shared by scripts/test, scripts/demo, scripts/bench and
+# t/bench (sourced, not run).
 #
 # Provides:
 #   staple_top                 absolute path of the repository's top directory
 #   staple_ensure_packages     install missing Debian packages (root) or name them
 #   staple_build               autoreconf (when needed), ./configure, make
 #   staple_make_var NAME       a variable of the generated Makefile (APXS, HTTPD, ...)
-#   staple_free_ports N        N distinct free TCP ports, one per line
 #   staple_say / staple_die    messages prefixed with the script's name
+#   staple_load_modules HTTPD LIBEXECDIR NAME...
+#                              LoadModule lines, except for compiled-in modules
+#   staple_run_group           the group of User nobody: nogroup, else nobody
+#   staple_start_ocsp PKI PORT MINUTES LIFETIME LOG
+#                              openssl ocsp on PKI's index in the background
+#                              (its pid in staple_ocsp_pid)
+# and, through the helpers of t/lib (StapleProc, StapleResponder), the same
+# code the tests use:
+#   staple_perl ARGS...        perl with t/lib on its path
+#   staple_free_ports N        N distinct free TCP ports, one per line
+#   staple_child_pids PID      the direct children of PID, one per line
+#   staple_wait_gone PID SECS  wait for PID to exit; SIGKILL it after SECS
+#   staple_wait_port PORT SECS [PID [FILE]]
+#                              wait until 127.0.0.1:PORT accepts a connection
+#                              (and FILE is not empty), giving up when PID exits
+#   staple_wait_ocsp PKI PORT PID
+#                              wait until the responder answers "good" for
+#                              PKI/good.crt (a real query); prints its answer
 
 # Everything needed to build mod_staple and to run every test and the demo on
 # Debian 12 (bookworm) or a close derivative.
@@ -128,17 +146,78 @@ staple_make_var()
     sed -n "s|^$1 = *||p" "$(staple_top)/Makefile" | head -n 1
 }
 
-# staple_free_ports N: N distinct TCP ports that are free on every interface
-# right now (all are held open together while they are picked).
+# staple_load_modules HTTPD LIBEXECDIR NAME...: a LoadModule line for each
+# module NAME (mpm_event, ssl, ...) that HTTPD does not have compiled in.
+staple_load_modules()
+{
+    local httpd=$1 libexecdir=$2 builtin name
+    shift 2
+    builtin=$("$httpd" -l)
+    for name in "$@"; do
+        if ! grep -q "mod_$name\\.c" <<<"$builtin"; then
+            echo "LoadModule ${name}_module \"$libexecdir/mod_$name.so\""
+        fi
+    done
+}
+
+# staple_run_group: the group for "User nobody" (Debian: nogroup).
+staple_run_group()
+{
+    if getent group nogroup >/dev/null 2>&1; then echo nogroup; else echo nobody; fi
+}
+
+# staple_start_ocsp PKI PORT MINUTES LIFETIME LOG: openssl ocsp answering
+# for PKI (scripts/mkpki's files) on PORT, responses valid MINUTES, the
+# process bounded to LIFETIME seconds, output in LOG; staple_ocsp_pid is
+# the pid to stop (its `timeout` wrapper, which passes SIGTERM on).
+staple_start_ocsp()
+{
+    (cd "$1" && exec timeout -s TERM "$4" openssl ocsp -index index.txt -port "$2" \
+        -rsigner ocsp.pem -rkey ocsp.key -CA inter.pem -nmin "$3") >"$5" 2>&1 &
+    staple_ocsp_pid=$!
+}
+
+# --- the helpers of t/lib ----------------------------------------------------------
+
+staple_perl()
+{
+    perl -I"$(staple_top)/t/lib" "$@"
+}
+
+# staple_free_ports N: N distinct TCP ports free on every interface, from
+# the scripts' range (StapleProc::free_port).
 staple_free_ports()
 {
-    perl -MIO::Socket::INET -e '
-        my @held;
-        for (1 .. $ARGV[0]) {
-            my $s = IO::Socket::INET->new(Listen => 1, Proto => "tcp",
-                                          LocalAddr => "0.0.0.0", LocalPort => 0)
-                or die "cannot bind a free port: $!\n";
-            push @held, $s;
-            print $s->sockport, "\n";
-        }' "${1:-1}"
+    staple_perl -MStapleProc -e 'print "$_\n" for StapleProc::free_ports($ARGV[0], "script")' \
+        "${1:-1}"
+}
+
+staple_child_pids()
+{
+    staple_perl -MStapleProc -e 'print "$_\n" for StapleProc::children_of($ARGV[0])' "$1"
+}
+
+staple_wait_gone()
+{
+    staple_perl -MStapleProc -e 'StapleProc::wait_gone(@ARGV)' "$1" "$2"
+}
+
+staple_wait_port()
+{
+    staple_perl -MStapleProc -e '
+        my ($port, $secs, $pid, $file) = @ARGV;
+        my $up = StapleProc::wait_until($secs, sub {
+            return -1 if $pid && !StapleProc::alive($pid);
+            return (!$file || -s $file) && StapleProc::port_open($port);
+        }, 0.05);
+        exit($up && $up != -1 ? 0 : 1);' "$1" "$2" "${3:-}" "${4:-}"
+}
+
+staple_wait_ocsp()
+{
+    staple_perl -MStapleResponder -e '
+        my ($ok, $out) = StapleResponder::wait_ocsp(pki => $ARGV[0], port => $ARGV[1],
+                                                    pid => $ARGV[2], timeout => 10);
+        print $out;
+        exit !$ok;' "$1" "$2" "$3"
 }

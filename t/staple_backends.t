@@ -12,7 +12,11 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf);
+use StapleDaemon ();
+use StapleLoad ();
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(tempdir);
 
 my $CLIENTS = 6;     # parallel clients
 my $EACH    = 10;    # handshakes each
@@ -47,21 +51,21 @@ my @BACKENDS = (
     {
         name    => 'memcache',
         modules => ['socache_memcache'],
-        daemon  => sub { $memcached ||= StapleNode::Daemon->start('memcached', $dir) },
+        daemon  => sub { $memcached ||= StapleDaemon->start('memcached', $dir) },
         cache   => sub { 'memcache:' . $memcached->addr },
         where   => sub {
             my ($node, $leaf) = @_;
-            return $memcached->has_key(StapleNode::Daemon::staple_key($leaf->{id}));
+            return $memcached->has_key(StapleDaemon::staple_key($leaf->{id}));
         },
     },
     {
         name    => 'redis',
         modules => ['socache_redis'],
-        daemon  => sub { $redis ||= StapleNode::Daemon->start('redis', $dir) },
+        daemon  => sub { $redis ||= StapleDaemon->start('redis', $dir) },
         cache   => sub { 'redis:' . $redis->addr },
         where   => sub {
             my ($node, $leaf) = @_;
-            return $redis->has_key(StapleNode::Daemon::staple_key($leaf->{id}));
+            return $redis->has_key(StapleDaemon::staple_key($leaf->{id}));
         },
     },
 );
@@ -92,16 +96,13 @@ for my $b (@BACKENDS) {
                 skip "$tag: no server", 6;
             }
             my $r = $node->handshake;
-            ok($r->{ok} && $r->{stapled} && $r->{verified}
-               && ($r->{resp_status} // '') eq 'successful'
-               && ($r->{cert_status} // '') eq 'good',
-               "$tag: first handshake stapled (good, verified)")
+            ok(staple_good($r), "$tag: first handshake stapled (good, verified)")
                 or diag(explain({ map { $_ => $r->{$_} } grep { $_ ne 'der' } keys %$r }),
                         $node->log_tail(20));
             is(responder_count($leaf->{name}) - $c0, 1, "$tag: one responder request");
 
-            my $sum = StapleNode::load_collect(
-                StapleNode::load_start($node->port, clients => $CLIENTS, count => $EACH));
+            my $sum = StapleLoad::load_collect(
+                StapleLoad::load_start($node->port, clients => $CLIENTS, count => $EACH));
             diag(sprintf "%s: %d parallel handshakes (%d clients), %d failed, %d not "
                        . "stapled good and verified, slowest %.3f s",
                  $tag, $sum->{total}, $CLIENTS, $sum->{total} - $sum->{ok},

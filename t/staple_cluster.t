@@ -24,7 +24,10 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf);
+use StapleDaemon ();
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(alive tempdir wait_until);
 use Time::HiRes qw(time sleep);
 
 my $N = 20;          # handshakes per server and phase
@@ -36,7 +39,7 @@ plan tests => 31;
 my $NAME = 'cluster';
 my $dir  = tempdir('cluster');
 my $leaf = make_leaf($dir, $NAME);
-my $redis = eval { StapleNode::Daemon->start('redis', $dir) };
+my $redis = eval { StapleDaemon->start('redis', $dir) };
 unless ($redis) {
     diag("cannot start redis-server: $@");
     BAIL_OUT('redis-server is needed (apt-get install redis-server)');
@@ -53,12 +56,7 @@ for my $n (qw(A B)) {
 }
 my ($A, $B) = @node{qw(A B)};
 
-sub good {
-    my ($r) = @_;
-    return $r->{ok} && $r->{stapled} && $r->{verified}
-        && ($r->{resp_status} // '') eq 'successful'
-        && ($r->{cert_status} // '') eq 'good';
-}
+sub good { staple_good($_[0]) }
 
 sub describe {
     my ($r) = @_;
@@ -105,7 +103,7 @@ is($fetches, 1, 'exactly one responder request for both servers');
 ok($rA->{der} && $rB->{der} && $rA->{der} eq $rB->{der}, 'B staples the response A fetched');
 my @adopted = $B->start_lines(qr/adopted/);
 diag("B: $_") for @adopted;
-ok($redis->has_key(StapleNode::Daemon::staple_key($leaf->{id})),
+ok($redis->has_key(StapleDaemon::staple_key($leaf->{id})),
    'the response is in redis');
 
 # --- 2. a refresh cycle (optional, > 60 s) -------------------------------------------
@@ -186,7 +184,7 @@ ok($back, 'both staple once redis answers again');
 # --- 4. redis is killed -------------------------------------------------------------
 
 $redis->stop('KILL');
-ok(!StapleNode::alive($redis->pid // 0) && !defined $redis->command("PING\r\n", 1),
+ok(!alive($redis->pid // 0) && !defined $redis->command("PING\r\n", 1),
    'redis-server killed');
 burst_ok('redis down');
 

@@ -9,7 +9,10 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf);
+use StapleLoad ();
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(tempdir);
 use Time::HiRes qw(time sleep);
 
 my $CLIENTS  = 4;    # forked handshake loops
@@ -29,15 +32,16 @@ ok(eval { $node->start; 1 }, 'server starts') or do {
     BAIL_OUT('cannot start a test server');
 };
 my $r = $node->handshake;
-ok($r->{stapled} && $r->{verified} && ($r->{cert_status} // '') eq 'good',
-   'stapled before the load starts') or diag($r->{error} // '', $node->log_tail(20));
+ok(staple_good($r), 'stapled before the load starts')
+    or diag($r->{error} // '', $node->log_tail(20));
 
-my $load = StapleNode::load_start($node->port, clients => $CLIENTS, duration => $DURATION);
+my $load = StapleLoad::load_start($node->port, clients => $CLIENTS, duration => $DURATION);
+# mid-way through the load: a point in time, not a readiness wait
 sleep($load->{start} + $GRACEFUL_AT - time);
 my $gen = $node->generations;
 my $graceful_ok = eval { $node->restart('graceful'); 1 };
 my $graceful_err = $@;
-my $sum = StapleNode::load_collect($load);
+my $sum = StapleLoad::load_collect($load);
 
 ok($graceful_ok, '-k graceful mid-way: a new generation came up') or diag($graceful_err);
 is($node->generations, $gen + 1, 'exactly one graceful restart happened during the load');

@@ -14,44 +14,25 @@ use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile rel2abs abs2rel);
 use File::Temp qw(tempdir);
 use FindBin;
-use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
 use StapleTest;
+use StapleNode ();
+use StapleProc qw(run_cmd slurp spit);
 
 my $vars    = Apache::Test::vars();
-my $httpd   = $vars->{httpd};
-my $apxs    = $vars->{apxs} || 'apxs';
 my $top     = rel2abs(catfile($vars->{t_dir}, '..'));
 my $migrate = catfile($top, 'scripts', 'staple-migrate');
 my $module  = catfile($top, 'mod_staple', '.libs', 'mod_staple.so');
-my $libexec = `"$apxs" -q LIBEXECDIR`;
-chomp $libexec;
 my $cert = pki_file('good.pem');
 my $key  = pki_file('good.key');
 
 my $DEBIAN_TESTS = 25;
 plan tests => $DEBIAN_TESTS + 48;
 
-# run(\%env, @cmd) -> (exit code, stdout, stderr); bounded to 60 s
-sub run {
-    my ($env, @cmd) = @_;
-    return run_bounded($env, 60, @cmd);
-}
-
-sub migrate { my $env = ref $_[0] ? shift : {}; run($env, $^X, $migrate, @_) }
-
-sub slurp {
-    open my $fh, '<', $_[0] or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spit {
-    my ($file, $text) = @_;
-    make_path((File::Spec->splitpath($file))[1]);
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh or die "$file: $!";
+# migrate([\%env,] @args) -> (exit code, stdout, stderr); bounded to 60 s
+sub migrate {
+    my $env = ref $_[0] ? shift : {};
+    return run_cmd([$^X, $migrate, @_], env => $env, timeout => 60);
 }
 
 # relative path => what it is (file digest, link target, directory)
@@ -85,8 +66,7 @@ sub active {
 
 sub httpd_t {
     my ($env, $root, $conf) = @_;
-    my ($rc, $out, $err) = run($env, $httpd, '-t', '-d', $root, '-f', $conf);
-    return ($rc, "$out$err");
+    return StapleNode::httpd_t($conf, root => $root, env => $env);
 }
 
 my $SSL_STAPLING = qr/^\s*SSL(?:UseStapling|Stapling\w+)\b/i;
@@ -209,18 +189,8 @@ SKIP: {
 
 sub base_conf {
     my ($dir, $staple_loaded) = @_;
-    return <<"EOF" . ($staple_loaded ? qq{LoadModule staple_module "$module"\n} : '');
-ServerRoot "$dir"
-DefaultRuntimeDir "$dir"
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-ServerName localhost
-Listen 127.0.0.1:1
-LoadModule mpm_event_module "$libexec/mod_mpm_event.so"
-LoadModule authz_core_module "$libexec/mod_authz_core.so"
-LoadModule socache_shmcb_module "$libexec/mod_socache_shmcb.so"
-LoadModule ssl_module "$libexec/mod_ssl.so"
-EOF
+    return StapleNode::minimal_conf($dir, qw(mpm_event authz_core socache_shmcb ssl),
+                                    $staple_loaded ? 'staple' : ());
 }
 
 my $vh_cert = qq{    SSLEngine on\n    SSLCertificateFile "$cert"\n    SSLCertificateKeyFile "$key"\n};

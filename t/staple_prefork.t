@@ -8,8 +8,8 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use POSIX ();
-use Time::HiRes qw(time);
+use StapleLoad ();
+use StapleProc qw(wait_until);
 
 my $CLIENTS = 8;
 my $PER_CLIENT = 25;
@@ -27,58 +27,16 @@ if ($prefork) {
     ok(@kids >= 8, 'at least 8 httpd children run');
 }
 
-my $port = vhost_port('staple_good');
-my @pids;
-my %pipe;
-my $t0 = time;
-for my $c (1 .. $CLIENTS) {
-    pipe(my $rd, my $wr) or die "pipe: $!";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        close $rd;
-        alarm 120;
-        for (1 .. $PER_CLIENT) {
-            my $r = handshake($port, timeout => 5);
-            printf $wr "%d %d %d %s %.4f %s\n", $r->{ok} ? 1 : 0,
-                $r->{stapled} ? 1 : 0, $r->{verified} ? 1 : 0,
-                $r->{cert_status} // '-', $r->{elapsed},
-                ($r->{error} // '') =~ s/\s+/_/gr;
-        }
-        close $wr;
-        POSIX::_exit(0);    # no Test::More END blocks in the children
-    }
-    close $wr;
-    $pipe{$pid} = $rd;
-    push @pids, $pid;
-}
+my $sum = StapleLoad::load_collect(
+    StapleLoad::load_start(vhost_port('staple_good'), clients => $CLIENTS,
+                           count => $PER_CLIENT));
+diag(sprintf "%d handshakes from %d clients in %.2f s", $sum->{total}, $CLIENTS,
+     $sum->{elapsed});
 
-my @results;
-for my $pid (@pids) {
-    my $rd = $pipe{$pid};
-    push @results, <$rd>;
-    close $rd;
-    waitpid $pid, 0;
-}
-my $wall = time - $t0;
-
-my ($ok, $stapled, $good, @bad) = (0, 0, 0);
-for (@results) {
-    my ($hs, $st, $ver, $status, $elapsed, $err) = split ' ';
-    $ok++ if $hs;
-    $stapled++ if $st;
-    if ($st && $ver && $status eq 'good') {
-        $good++;
-    }
-    elsif (@bad < 5) {
-        push @bad, $_;
-    }
-}
-diag(sprintf "%d handshakes from %d clients in %.2f s", scalar @results, $CLIENTS, $wall);
-
-is($ok, $TOTAL, "all $TOTAL handshakes complete");
-is($stapled, $TOTAL, 'all stapled');
-is($good, $TOTAL, 'all staples verified and good') or diag("e.g.:\n", @bad);
+is($sum->{ok}, $TOTAL, "all $TOTAL handshakes complete");
+is($sum->{stapled}, $TOTAL, 'all stapled');
+is($sum->{good}, $TOTAL, 'all staples verified and good')
+    or diag("e.g.:\n", join "\n", @{ $sum->{bad} });
 
 my $count = responder_count('good');
 diag("responder requests for good: $count");

@@ -19,11 +19,10 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf free_port slurp);
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(alive free_port port_open slurp spawn stop_pid tempdir wait_until);
 use File::Spec::Functions qw(catfile);
-use IO::Socket::INET ();
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(time sleep);
 
 my $tinyproxy = (grep { -x } map { catfile($_, 'tinyproxy') } split /:/, $ENV{PATH})[0];
 unless ($tinyproxy) {
@@ -55,35 +54,19 @@ EOF
     close $fh;
 }
 
+# SIGTERM, SIGKILL after 5 s; true when SIGTERM was enough
 my $tp_pid;
 sub tp_stop {
     my $pid = $tp_pid or return;
     undef $tp_pid;
-    kill 'TERM', $pid;
-    my $gone = wait_until(5, sub { waitpid($pid, WNOHANG) == $pid });
-    unless ($gone) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
-    return $gone;
+    return stop_pid($pid, timeout => 5);
 }
 END { local $?; tp_stop() }
 
-$tp_pid = fork;
-die "fork: $!\n" unless defined $tp_pid;
-if ($tp_pid == 0) {
-    open STDIN, '<', '/dev/null';
-    open STDOUT, '>>', catfile($dir, 'tinyproxy.out') or POSIX::_exit(126);
-    open STDERR, '>&', \*STDOUT;
-    { no warnings 'exec'; exec $tinyproxy, '-d', '-c', $tp_conf; }
-    POSIX::_exit(127);
-}
+$tp_pid = spawn([$tinyproxy, '-d', '-c', $tp_conf], out => catfile($dir, 'tinyproxy.out'));
 my $tp_up = wait_until(10, sub {
-    return -1 if waitpid($tp_pid, WNOHANG) == $tp_pid;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $tp_port,
-                                  Proto => 'tcp', Timeout => 1) or return 0;
-    close $s;
-    return 1;
+    return -1 unless alive($tp_pid);
+    return port_open($tp_port);
 });
 unless ($tp_up && $tp_up != -1) {
     undef $tp_pid if $tp_up;
@@ -100,12 +83,6 @@ sub tp_requests {
     my $url = 'http://127.0.0.1:' . proxy_port() . "/$name/";
     return grep { /Request \(file descriptor \d+\): (?:GET|POST) \Q$url\E/ }
            split /\n/, slurp($tp_log) // '';
-}
-
-sub staple_good {
-    my ($r) = @_;
-    return $r->{ok} && $r->{stapled} && $r->{verified}
-        && ($r->{resp_status} // '') eq 'successful' && ($r->{cert_status} // '') eq 'good';
 }
 
 # --- through tinyproxy ------------------------------------------------------------------

@@ -11,7 +11,9 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf run_cmd slurp);
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(run_cmd slurp tempdir);
 use Time::HiRes qw(time);
 use Time::Local qw(timegm);
 
@@ -31,15 +33,7 @@ END { proxy_mode($NAME, 'default') if $mode_set }
 # one ok() for "stapled, successful, verified, good, not expired"
 sub staple_ok {
     my ($r, $what) = @_;
-    my @bad;
-    push @bad, 'handshake failed: ' . ($r->{error} // '') unless $r->{ok};
-    push @bad, 'no staple' unless $r->{stapled};
-    push @bad, 'response status ' . ($r->{resp_status} // 'none')
-        if $r->{stapled} && ($r->{resp_status} // '') ne 'successful';
-    push @bad, 'signature does not verify: ' . ($r->{verify_error} // '')
-        if $r->{stapled} && !$r->{verified};
-    push @bad, 'cert status ' . ($r->{cert_status} // 'none') . ($r->{error} ? " ($r->{error})" : '')
-        if $r->{stapled} && ($r->{cert_status} // '') ne 'good';
+    my @bad = staple_problems($r);
     push @bad, 'nextUpdate not in the future'
         if $r->{stapled} && !($r->{next_update} && $r->{next_update} > time);
     ok(!@bad, $what) or diag(join("\n", @bad) . "\n" . $node->log_tail(25));
@@ -127,11 +121,12 @@ SKIP: {
     my $req   = "$dir/stale.req";
     my $stale = "$dir/stale.der";
     my ($rc, $out) = run_cmd(['openssl', 'ocsp', '-issuer', pki_file('inter.pem'),
-                              '-cert', $leaf->{crt}, '-no_nonce', '-reqout', $req]);
+                              '-cert', $leaf->{crt}, '-no_nonce', '-reqout', $req],
+                             merge => 1);
     ($rc, $out) = run_cmd(['faketime', '-f', '-10m', 'openssl', 'ocsp',
                            '-index', pki_file('index.txt'), '-CA', pki_file('inter.pem'),
                            '-rsigner', pki_file('ocsp.pem'), '-rkey', pki_file('ocsp.key'),
-                           '-reqin', $req, '-respout', $stale, '-nmin', '5'])
+                           '-reqin', $req, '-respout', $stale, '-nmin', '5'], merge => 1)
         unless $rc;
     my $next = $rc ? undef : next_update_of($stale);
     ok(!$rc && defined $next && $next < time,
@@ -163,7 +158,7 @@ ok($node->stop, 'server stops cleanly');
 sub next_update_of {
     my ($der) = @_;
     my ($rc, $text) = run_cmd(['openssl', 'ocsp', '-respin', $der, '-resp_text',
-                               '-noverify']);
+                               '-noverify'], merge => 1);
     my ($mon, $day, $h, $m, $s, $y) =
         $text =~ /Next Update:\s+(\w{3})\s+(\d+)\s+(\d+):(\d+):(\d+)\s+(\d{4})\s+GMT/
         or return;

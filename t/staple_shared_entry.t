@@ -9,12 +9,15 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf);
+use StapleDaemon ();
+use StapleNode ();
+use StaplePKI qw(make_leaf);
+use StapleProc qw(tempdir);
 
 plan tests => 14;
 
 my $dir = tempdir('shared-entry');
-my $redis = eval { StapleNode::Daemon->start('redis', $dir) };
+my $redis = eval { StapleDaemon->start('redis', $dir) };
 BAIL_OUT("cannot start redis-server: $@") unless $redis;
 
 # distinct serials, so that neither response is valid for the other
@@ -30,14 +33,10 @@ $node->start;
 
 my ($px) = $node->ports_of('entry-x');
 my ($py) = $node->ports_of('entry-y');
-my $key_x = StapleNode::Daemon::staple_key($x->{id});
-my $key_y = StapleNode::Daemon::staple_key($y->{id});
+my $key_x = StapleDaemon::staple_key($x->{id});
+my $key_y = StapleDaemon::staple_key($y->{id});
 
-sub stapled_good {
-    my ($port) = @_;
-    my $r = handshake($port);
-    return $r->{stapled} && $r->{verified} && ($r->{cert_status} // '') eq 'good';
-}
+sub stapled_good { staple_good(handshake($_[0])) }
 
 # A redis command in the protocol's array form, so that any bytes pass.
 sub redis_cmd {

@@ -23,7 +23,9 @@ use Apache::Test qw(-withtestmore);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
-use StapleNode qw(tempdir make_leaf run_cmd slurp);
+use StapleNode ();
+use StaplePKI qw(logged_serial make_leaf);
+use StapleProc qw(children_of read_reply tempdir wait_until);
 use IO::Socket::INET ();
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
@@ -74,9 +76,9 @@ BAIL_OUT('cannot start the test server') unless $ok;
 # --- the server's processes ---------------------------------------------------
 
 if ($prefork) {
-    wait_until(10, sub { my @k = StapleNode::children_of($node->pid); @k >= 4 });
+    wait_until(10, sub { my @k = children_of($node->pid); @k >= 4 });
 }
-my @kids = StapleNode::children_of($node->pid);
+my @kids = children_of($node->pid);
 diag(scalar(@kids) . " httpd children under $node->{mpm}");
 ok(@kids >= ($prefork ? 4 : 1), $prefork ? 'prefork: at least 4 children' : 'children run');
 
@@ -96,7 +98,7 @@ for my $c (@certs) {
                 $v->{stapled}++;
                 push @{ $v->{bad} }, "port $port: staple not good/verified: "
                     . ($r->{cert_status} // '-') . " verified=$r->{verified}"
-                    unless $r->{verified} && ($r->{cert_status} // '') eq 'good';
+                    unless staple_good($r);
                 for my $k (qw(this_update next_update)) {
                     $v->{$k}{ $r->{$k} // 'undef' }++;
                 }
@@ -140,15 +142,7 @@ sub get_parallel {
             push @res, { status => 0, error => 'connect failed' };
             next;
         }
-        my ($buf, $eof) = ('', 0);
-        my $until = time + 10;
-        while (time < $until) {
-            my $rin = '';
-            vec($rin, fileno($s), 1) = 1;
-            last unless select($rin, undef, undef, $until - time);
-            my $got = sysread $s, $buf, 65536, length $buf;
-            unless ($got) { $eof = 1; last }
-        }
+        my ($buf, $eof) = read_reply($s, 10);
         close $s;
         my ($head, $body) = split /\r\n\r\n/, $buf, 2;
         my ($status) = ($head // '') =~ m{^HTTP/\d\.\d (\d{3})};
@@ -247,11 +241,7 @@ is(scalar(keys %cert), 3, 'three certificates, one entry each');
 
 # --- the good certificates -----------------------------------------------------------
 
-my $serial = do {
-    my (undef, $out) = run_cmd(['openssl', 'x509', '-in', $good->{crt}, '-noout', '-serial']);
-    my ($s) = $out =~ /serial=([0-9A-Fa-f]+)/;
-    uc($s // '') =~ s/^(?:00)+(?=..)//r;
-};
+my $serial = logged_serial($good->{crt}) // '';
 my $url_base = 'http://127.0.0.1:' . proxy_port();
 
 for my $c ($good, $ms) {

@@ -8,11 +8,10 @@ use warnings FATAL => 'all';
 use Apache::Test qw(-withtestmore);
 use File::Spec::Functions qw(catfile rel2abs);
 use FindBin;
-use IO::Socket::INET ();
 use JSON::PP ();
-use Time::HiRes qw(time sleep);
 use lib "$FindBin::Bin/lib";
 use StapleTest;
+use StapleProc qw(free_port run_cmd wait_until);
 
 my $vars  = Apache::Test::vars();
 my $top   = rel2abs(catfile($vars->{t_dir}, '..'));
@@ -21,7 +20,7 @@ my $check = catfile($top, 'scripts', 'staple-check');
 plan tests => 59;
 
 # run(@args) -> (exit code, stdout, stderr); bounded to 120 s
-sub run { return run_bounded({}, 120, $^X, $check, @_) }
+sub run { return run_cmd([$^X, $check, @_], timeout => 120) }
 
 # check_json($vhost, @options) -> (exit code, decoded JSON or undef, raw)
 sub check_json {
@@ -165,10 +164,7 @@ my $T = JSON::PP::true;
 
 # --- no server, bad usage -----------------------------------------------------------
 {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
-                                  Listen => 1) or die "no port: $!";
-    my $free = $s->sockport;
-    close $s;
+    my $free = free_port();    # nothing listens there
     my ($rc, $out, $err) = run('--json', '-n', 1, '--timeout', 3, "127.0.0.1:$free");
     is($rc, 3, 'nothing listening: exit 3 (UNKNOWN)') or diag("$out$err");
     my $j = eval { JSON::PP::decode_json($out) } // {};

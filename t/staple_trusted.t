@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
 use StapleFaults;
+use StaplePKI qw(cert_serial);
 
 plan tests => 11;
 

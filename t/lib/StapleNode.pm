@@ -1,12 +1,12 @@
 package StapleNode;
-# Extra httpd instances (and the redis-server / memcached they share) for
-# the mod_staple tests that restart servers or run several of them: each
-# instance has its own ServerRoot in a temporary directory, its own free
-# loopback port, its own error log and PidFile, and reuses the suite's PKI
-# (t/pki) and OCSP proxy (t/bin/ocsp-proxy, started by t/TEST).
+# Extra httpd instances for the mod_staple tests that restart servers or run
+# several of them: each instance has its own ServerRoot in a temporary
+# directory, its own free loopback port, its own error log and PidFile, and
+# reuses the suite's PKI (t/pki) and OCSP proxy (t/bin/ocsp-proxy, started
+# by t/TEST).
 #
-#   my $dir  = StapleNode::tempdir('restart');
-#   my $leaf = StapleNode::make_leaf($dir, 'restart');   # see below
+#   my $dir  = StapleProc::tempdir('restart');
+#   my $leaf = StaplePKI::make_leaf($dir, 'restart');
 #   my $node = StapleNode->new(name => 'a', cert => $leaf, store => "$dir/store",
 #                              cache => 'redis:127.0.0.1:PORT',
 #                              modules => ['socache_redis']);
@@ -24,50 +24,31 @@ package StapleNode;
 #   $node->ports_of('ms');        # the SSL ports serving certificate "ms"
 #   my $res = $node->http_get('/staple-status?json');  # {status, headers, body}
 #
-#   my $redis = StapleNode::Daemon->start('redis', $dir);
-#   $redis->port; $redis->pause; $redis->resume; $redis->stop;
+#   # a configuration only checked with httpd -t (t/config.t, staple_migrate.t):
+#   my $text = StapleNode::minimal_conf($dir, qw(mpm_event ssl staple));
+#   my ($rc, $out) = StapleNode::httpd_t($conf);
 #
-# Everything started here is stopped by an END block of the process that
-# started it (forked test clients leave with POSIX::_exit).  The MPM is the
-# suite's (STAPLE_MPM), or STAPLE_NODE_MPM, or new()'s mpm option; set
-# STAPLE_KEEP_TMP=1 to keep the temporary directories (configurations, logs).
+# Every instance is stopped by an END block of the process that started it
+# (StapleProc::track; forked test clients leave with POSIX::_exit).  The MPM
+# is the suite's (STAPLE_MPM), or STAPLE_NODE_MPM, or new()'s mpm option;
+# set STAPLE_KEEP_TMP=1 to keep the temporary directories (configurations,
+# logs).  redis-server and memcached: StapleDaemon; handshake load:
+# StapleLoad.
 use strict;
 use warnings;
 
 use Apache::Test ();
-use Digest::SHA ();
-use Exporter 'import';
 use File::Spec::Functions qw(catfile);
-use File::Temp ();
-use IO::Socket::INET ();
-use MIME::Base64 ();
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(time sleep);
+use Time::HiRes qw(time);
 
-use StapleTest qw(wait_until pki_file proxy_port);
+use StapleProc qw(alive children_of free_port run_cmd slurp spawn spit tempdir
+                  wait_until);
+use StapleTest ();
 
-our @EXPORT_OK = qw(tempdir free_port make_leaf cert_id_hex run_cmd slurp);
-
-my $MAIN_PID = $$;
-my %LIVE;    # "$obj" => obj: nodes and daemons to stop at END
-my %PORTS;   # ports handed out by this process
-
-# A test killed by SIGTERM, SIGINT or SIGHUP still runs the END blocks that
-# stop its servers and remove its temporary directories.
-for my $sig (qw(TERM INT HUP)) {
-    $SIG{$sig} = sub {
-        if ($$ == $MAIN_PID) {
-            print STDERR "# caught SIG$sig, stopping test servers\n";
-            exit 1;
-        }
-        $SIG{$sig} = 'DEFAULT';
-        kill $sig, $$;
-    };
-}
+StapleProc::stop_on_signals();
 
 my $START_TIMEOUT = 20;    # pid file + first handshake
 my $STOP_TIMEOUT  = 10;    # -k stop until the parent is gone
-my $CMD_TIMEOUT   = 20;    # any helper command (openssl, httpd -k)
 
 sub vars { Apache::Test::vars(@_) }
 
@@ -75,217 +56,54 @@ sub mpm {
     return lc($ENV{STAPLE_NODE_MPM} || vars('staple_mpm') || $ENV{STAPLE_MPM} || 'event');
 }
 
-sub libexecdir { vars('staple_libexecdir') || `apxs -q LIBEXECDIR` =~ s/\s+$//r }
+# httpd's module directory: what t/TEST asked `apxs -q LIBEXECDIR`, saved in
+# its configuration.
+sub libexecdir {
+    return vars('staple_libexecdir') if vars('staple_libexecdir');
+    my $apxs = vars('apxs') || 'apxs';
+    return `"$apxs" -q LIBEXECDIR` =~ s/\s+$//r;
+}
 
 sub httpd_bin { vars('httpd') || '/usr/sbin/apache2' }
 
+# mod_staple as built in the tree: the tests load it from there.
 sub module_so { catfile(vars('top_dir'), 'mod_staple', '.libs', 'mod_staple.so') }
 
-# A temporary directory that httpd children (User nobody) can traverse;
-# removed at exit unless STAPLE_KEEP_TMP is set.
-sub tempdir {
-    my ($tag) = @_;
-    my $dir = File::Temp::tempdir("staple-$tag-XXXXXX", TMPDIR => 1,
-                                  CLEANUP => !$ENV{STAPLE_KEEP_TMP});
-    chmod 0755, $dir or die "chmod $dir: $!\n";
-    return $dir;
+# LoadModule lines for module names (mpm_event, ssl, socache_redis, ...;
+# "staple": the build tree's mod_staple), each once, in order.
+sub load_lines {
+    my (@names) = @_;
+    my $lib = libexecdir();
+    my %seen;
+    return join '', map {
+        $_ eq 'staple' ? 'LoadModule staple_module "' . module_so() . "\"\n"
+                       : "LoadModule ${_}_module \"$lib/mod_$_.so\"\n"
+    } grep { !$seen{$_}++ } @names;
 }
 
-# A TCP port free on 127.0.0.1 (and on every interface), below the range
-# the proxy and responder use (20000-29999) and above Apache::Test's.
-sub free_port {
-    for (1 .. 200) {
-        my $port = 10000 + int rand 10000;
-        next if $PORTS{$port};
-        my $ok = 1;
-        for my $addr ('0.0.0.0', '127.0.0.1') {
-            my $s = IO::Socket::INET->new(LocalAddr => $addr, LocalPort => $port,
-                                          Proto => 'tcp', Listen => 1, ReuseAddr => 1);
-            if ($s) { close $s } else { $ok = 0; last }
-        }
-        next unless $ok;
-        $PORTS{$port} = 1;
-        return $port;
-    }
-    die "no free port found\n";
-}
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return;
-    local $/;
-    my $data = <$fh>;
-    close $fh;
-    return $data;
-}
-
-sub spit {
-    my ($file, $data, $mode) = @_;
-    open my $fh, '>:raw', $file or die "$file: $!\n";
-    print $fh $data;
-    close $fh or die "$file: $!\n";
-    chmod $mode, $file if defined $mode;
-}
-
-# Run a command with a time limit; returns (exit status, output).  Output
-# (stdout and stderr) goes to $out_file when given.
-sub run_cmd {
-    my ($cmd, %o) = @_;
-    my $timeout = $o{timeout} || $CMD_TIMEOUT;
-    my $out = $o{out} // File::Temp->new(TEMPLATE => 'staple-cmd-XXXXXX', TMPDIR => 1);
-    my $outname = ref $out ? $out->filename : $out;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $outname or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT;
-        { no warnings 'exec'; exec { $cmd->[0] } @$cmd; }
-        POSIX::_exit(127);
-    }
-    my $status;
-    my $done = wait_until($timeout, sub {
-        my $r = waitpid($pid, WNOHANG);
-        $status = $? if $r == $pid;
-        return $r == $pid;
-    });
-    unless ($done) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-        $status = -1;
-    }
-    my $text = slurp($outname) // '';
-    return wantarray ? ($status, $text) : $status;
-}
-
-# --- certificates ----------------------------------------------------------
-
-# The DER of the first certificate in a PEM file.
-sub pem_der {
-    my ($file) = @_;
-    my $pem = slurp($file) // die "cannot read $file\n";
-    my ($b64) = $pem =~ /-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----/s
-        or die "no certificate in $file\n";
-    return MIME::Base64::decode_base64($b64);
-}
-
-# mod_staple's id of a certificate: SHA-1 of its DER, lowercase hex (the
-# socache key and the StapleStore file name).
-sub cert_id_hex { Digest::SHA::sha1_hex(pem_der($_[0])) }
-
-# A fresh leaf NAME issued by t/pki's intermediate, with
-#   authorityInfoAccess = OCSP;URI:http://127.0.0.1:<proxy>/NAME/
-# so that the proxy counts its requests under NAME, and the serial number
-# of t/pki's "shared" leaf: the responder (`openssl ocsp`, which reads
-# t/pki/index.txt and looks up serials only) answers "good" for it, and
-# the response's CertID (issuer name and key hash, serial) is exactly this
-# leaf's.  Each test gets certificates no other test or server uses: its
-# own request counter, its own StapleStore file, its own proxy mode.
-# Options: must_staple => 1 adds the TLS Feature status_request (RFC 7633);
-# serial_of => 'revoked' takes the serial of another t/pki leaf instead of
-# "shared" (the responder then answers what index.txt says about that one:
-# "revoked" for t/pki/revoked.crt).
-# Returns { name, pem (leaf + intermediate), key, crt, id, must_staple }.
-sub make_leaf {
-    my ($dir, $name, %o) = @_;
-    die "bad leaf name $name\n" unless $name =~ /^[a-z][a-z0-9_-]{0,31}$/;
-    print STDERR "# the suite's OCSP proxy (port " . proxy_port() . ") does not answer: "
-               . "run this test through t/TEST\n"
-        unless proxy_alive();
-    my $donor;
-    if ($o{serial_of}) {
-        die "bad donor name $o{serial_of}\n" unless $o{serial_of} =~ /^[a-z][a-z0-9_-]*$/;
-        $donor = pki_file("$o{serial_of}.crt");
-        die "no certificate $donor\n" unless -e $donor;
-    }
-    else {
-        $donor = pki_file('shared.crt');
-        $donor = pki_file('good.crt') unless -e $donor;
-    }
-    my ($st, $serial) = run_cmd(['openssl', 'x509', '-in', $donor, '-noout', '-serial']);
-    $serial =~ /serial=([0-9A-Fa-f]+)/ or die "cannot read the serial of $donor: $serial\n";
-    $serial = $1;
-
-    my $base = catfile($dir, $name);
-    my $url = 'http://127.0.0.1:' . proxy_port() . "/$name/";
-    my $feature = $o{must_staple} ? "tlsfeature             = status_request\n" : '';
-    spit("$base.cnf", <<"EOF");
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = $name.localhost
-[ v3 ]
-basicConstraints       = critical,CA:false
-keyUsage               = critical,digitalSignature
-extendedKeyUsage       = serverAuth
-subjectAltName         = DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier   = hash
-authorityKeyIdentifier = keyid:always
-authorityInfoAccess    = OCSP;URI:$url
-$feature
+# The head of a configuration that `httpd -t` checks and nothing starts:
+# ServerRoot, runtime files and logs in $dir, a Listen that is never
+# bound, and the modules' LoadModule lines (see load_lines).
+sub minimal_conf {
+    my ($dir, @modules) = @_;
+    return <<"EOF" . load_lines(@modules);
+ServerRoot "$dir"
+DefaultRuntimeDir "$dir"
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+ServerName localhost
+Listen 127.0.0.1:1
 EOF
-    my @steps = (
-        [qw(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out), "$base.key"],
-        ['openssl', 'req', '-new', '-config', "$base.cnf", '-key', "$base.key",
-         '-out', "$base.csr"],
-        ['openssl', 'x509', '-req', '-in', "$base.csr", '-CA', pki_file('inter.pem'),
-         '-CAkey', pki_file('inter.key'), '-set_serial', "0x$serial", '-days', '30',
-         '-sha256', '-extfile', "$base.cnf", '-extensions', 'v3', '-out', "$base.crt"],
-    );
-    for my $cmd (@steps) {
-        my ($rc, $out) = run_cmd($cmd);
-        die "@$cmd failed: $out\n" if $rc;
-    }
-    spit("$base.pem", slurp("$base.crt") . slurp(pki_file('inter.pem')), 0644);
-    chmod 0644, "$base.key", "$base.crt";
-    return { name => $name, pem => "$base.pem", key => "$base.key", crt => "$base.crt",
-             id => cert_id_hex("$base.crt"), must_staple => $o{must_staple} ? 1 : 0 };
 }
 
-# Does the suite's OCSP proxy answer /_ping?
-sub proxy_alive {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => proxy_port(),
-                                  Proto => 'tcp', Timeout => 2) or return 0;
-    $s->autoflush(1);
-    print $s "GET /_ping HTTP/1.0\r\n\r\n";
-    my $resp = '';
-    my $until = time + 2;
-    while (time < $until) {
-        my $rin = '';
-        vec($rin, fileno($s), 1) = 1;
-        my $left = $until - time;
-        last unless $left > 0 && select($rin, undef, undef, $left);
-        last unless sysread $s, $resp, 1024, length $resp;
-    }
-    close $s;
-    return $resp =~ /\nok\n/ ? 1 : 0;
-}
-
-# --- processes --------------------------------------------------------------
-
-sub alive {
-    my ($pid) = @_;
-    return 0 unless $pid;
-    my $r = waitpid($pid, WNOHANG);    # reap it if it is our child
-    return 0 if $r == $pid;
-    return kill(0, $pid) ? 1 : 0;
-}
-
-# pids whose parent is $ppid
-sub children_of {
-    my ($ppid) = @_;
-    my @kids;
-    opendir my $dh, '/proc' or return;
-    for my $pid (grep { /^\d+$/ } readdir $dh) {
-        open my $st, '<', "/proc/$pid/stat" or next;
-        my $line = <$st> // '';
-        close $st;
-        my ($parent) = $line =~ /\)\s+\S+\s+(\d+)/ or next;
-        push @kids, $pid if $parent == $ppid;
-    }
-    closedir $dh;
-    return sort { $a <=> $b } @kids;
+# httpd_t($conf, root => DIR, env => \%env) -> ($exit code, output):
+# `httpd -t` of a configuration file (ServerRoot DIR when given), stdout and
+# stderr together, bounded to 60 s.
+sub httpd_t {
+    my ($conf, %o) = @_;
+    my @cmd = (httpd_bin(), '-t', (defined $o{root} ? ('-d', $o{root}) : ()), '-f', $conf);
+    my ($rc, $out) = run_cmd(\@cmd, env => $o{env}, timeout => 60, merge => 1);
+    return ($rc, $out);
 }
 
 # --- httpd instances --------------------------------------------------------
@@ -358,14 +176,9 @@ sub ports_of {
 
 sub conf_text {
     my ($self) = @_;
-    my $lib = libexecdir();
     my $mpm = $self->{mpm};
     my $user  = $> == 0 ? "User nobody\nGroup nogroup\n" : '';
-    my @mods = ("mpm_$mpm", qw(authz_core ssl socache_shmcb), @{ $self->{modules} });
-    my %seen;
-    my $load = join '', map {
-        "LoadModule ${_}_module \"$lib/mod_$_.so\"\n"
-    } grep { !$seen{$_}++ } @mods;
+    my $load = load_lines("mpm_$mpm", qw(authz_core ssl socache_shmcb), @{ $self->{modules} });
     my $so = module_so();
     my $cert = $self->{cert};
     my $cache = defined $self->{cache} ? "StapleCache $self->{cache}\n" : '';
@@ -439,7 +252,8 @@ sub write_conf {
 # httpd -k CMD with this instance's configuration; returns (status, output).
 sub ctl {
     my ($self, $cmd) = @_;
-    return run_cmd([httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-k', $cmd]);
+    return run_cmd([httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-k', $cmd],
+                   merge => 1);
 }
 
 sub read_pidfile {
@@ -487,22 +301,13 @@ sub launch {
     unlink $self->{pidfile};
     $self->{start_mark} = $self->log_mark;
     my $t0 = time;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $self->{out} or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT;
-        # a process group of its own: on stop, the prefork MPM signals its
-        # whole process group, which would otherwise include the test
-        POSIX::setsid();
-        my @cmd = (httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-DFOREGROUND');
-        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
-        POSIX::_exit(127);
-    }
+    # a process group of its own: on stop, the prefork MPM signals its
+    # whole process group, which would otherwise include the test
+    my $pid = spawn([httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-DFOREGROUND'],
+                    out => $self->{out}, setsid => 1);
     $self->{pid} = $pid;
     $self->{t0} = $t0;
-    $LIVE{"$self"} = $self;
+    StapleProc::track($self, 0);    # before the daemons it may use
     return $self;
 }
 
@@ -584,7 +389,7 @@ sub kill_all {
 sub stop {
     my ($self) = @_;
     my $pid = $self->{pid};
-    delete $LIVE{"$self"};
+    StapleProc::untrack($self);
     return 1 unless $pid;
     unless (alive($pid)) {
         delete $self->{pid};
@@ -619,276 +424,11 @@ sub handshake {
 sub http_get {
     my ($self, $path, %o) = @_;
     my $port = $o{port} || $self->{http_port} or die "$self->{name} has no HTTP port\n";
-    my $timeout = $o{timeout} || 5;
-    my %res = (status => 0, headers => {}, body => '');
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => $timeout)
-        or return { %res, error => "connect: $!" };
-    $s->autoflush(1);
-    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    my $buf = '';
-    my $eof = 0;
-    my $until = time + $timeout;
-    while (time < $until) {
-        my $rin = '';
-        vec($rin, fileno($s), 1) = 1;
-        my $left = $until - time;
-        last unless $left > 0 && select($rin, undef, undef, $left);
-        my $n = sysread $s, $buf, 65536, length $buf;
-        unless ($n) { $eof = 1; last }
-    }
-    close $s;
-    return { %res, error => 'timeout' } unless $eof;
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-    my ($line, @lines) = split /\r\n/, $head // '';
-    ($res{status}) = ($line // '') =~ m{^HTTP/\d\.\d (\d{3})}
-        or return { %res, error => 'no HTTP answer' };
-    for (@lines) {
-        $res{headers}{lc $1} = $2 if /^([^:]+):\s*(.*)$/;
-    }
-    $res{body} = $body // '';
-    return \%res;
+    return StapleProc::http_get($port, $path, %o);
 }
 
 sub store_file {
     my ($self, $store) = @_;
     return catfile($store, $self->{cert}{id} . '.der');
 }
-
-# --- handshake load -------------------------------------------------------------
-
-# Forked clients making full handshakes (asking for a staple) to $port:
-#   my $load = StapleNode::load_start($port, clients => 4, duration => 6);
-#   my $load = StapleNode::load_start($port, clients => 8, count => 10);
-#   ... (the clients run meanwhile) ...
-#   my $sum = StapleNode::load_collect($load);
-# $sum: total, ok (completed), good (stapled, successful, verified, good),
-# max (slowest handshake, s), missing (clients that did not report),
-# bad (up to 5 descriptions per client of handshakes that were not good).
-sub load_start {
-    my ($port, %o) = @_;
-    my $clients = $o{clients} || 4;
-    my $tmp = File::Temp::tempdir('staple-load-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    my $start = time + ($o{delay} // 0.1);
-    my $until = $start + ($o{duration} || 0);
-    my %kids;
-    for my $i (1 .. $clients) {
-        my $out = "$tmp/client$i";
-        my $pid = fork;
-        die "fork: $!\n" unless defined $pid;
-        if ($pid == 0) {
-            my ($n, $ok, $good, $max, @bad) = (0, 0, 0, 0);
-            sleep($start - time) if $start > time;
-            while ($o{count} ? $n < $o{count} : time < $until) {
-                my $h = StapleTest::handshake($port, timeout => $o{timeout} || 5);
-                $n++;
-                $max = $h->{elapsed} if $h->{elapsed} > $max;
-                $ok++ if $h->{ok};
-                my $fine = $h->{ok} && $h->{stapled} && $h->{verified}
-                    && ($h->{resp_status} // '') eq 'successful'
-                    && ($h->{cert_status} // '') eq 'good';
-                $good++ if $fine;
-                push @bad, sprintf('+%.3fs client %d #%d: ok=%d stapled=%d verified=%d '
-                                   . 'status=%s %s', time - $start, $i, $n, $h->{ok},
-                                   $h->{stapled}, $h->{verified},
-                                   $h->{cert_status} // '-', $h->{error} // '')
-                    if !$fine && @bad < 5;
-            }
-            if (open my $fh, '>', "$out.tmp") {
-                print $fh "$n $ok $good $max\n", map { "$_\n" } @bad;
-                close $fh;
-                rename "$out.tmp", $out;
-            }
-            POSIX::_exit(0);
-        }
-        $kids{$pid} = $out;
-    }
-    my $limit = $o{count} ? $o{count} * (($o{timeout} || 5) + 1) : ($o{duration} || 0) + 15;
-    return { kids => \%kids, deadline => $start + $limit, start => $start };
-}
-
-sub load_collect {
-    my ($load) = @_;
-    my $kids = $load->{kids};
-    wait_until($load->{deadline} - time, sub {
-        my $running = 0;
-        for my $pid (keys %$kids) {
-            next if ref $kids->{$pid};
-            if (waitpid($pid, WNOHANG) == $pid) {
-                $kids->{$pid} = [$kids->{$pid}];
-            }
-            else {
-                $running++;
-            }
-        }
-        return !$running;
-    });
-    my %sum = (total => 0, ok => 0, good => 0, max => 0, missing => 0, bad => [],
-               elapsed => time - $load->{start});
-    for my $pid (keys %$kids) {
-        my $v = $kids->{$pid};
-        unless (ref $v) {    # still running past the deadline
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            $v = [$v];
-        }
-        my @l = split /\n/, slurp($v->[0]) // '';
-        my $head = shift @l;
-        unless ($head && $head =~ /^(\d+) (\d+) (\d+) (\S+)$/) {
-            $sum{missing}++;
-            next;
-        }
-        $sum{total} += $1;
-        $sum{ok}    += $2;
-        $sum{good}  += $3;
-        $sum{max} = $4 if $4 > $sum{max};
-        push @{ $sum{bad} }, @l;
-    }
-    return \%sum;
-}
-
-# --- redis-server and memcached ----------------------------------------------
-
-package StapleNode::Daemon;
-
-use File::Spec::Functions qw(catfile);
-use IO::Socket::INET ();
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(time sleep);
-
-# start($kind, $dir): 'redis' (redis-server) or 'memcached', on a free
-# loopback port, persisting nothing, output in $dir/$kind.log.
-sub start {
-    my ($class, $kind, $dir) = @_;
-    my $port = StapleNode::free_port();
-    my $log = catfile($dir, "$kind.log");
-    my @cmd;
-    if ($kind eq 'redis') {
-        @cmd = ('redis-server', '--port', $port, '--bind', '127.0.0.1',
-                '--save', '', '--appendonly', 'no', '--protected-mode', 'no',
-                '--daemonize', 'no', '--dir', $dir, '--logfile', '');
-    }
-    elsif ($kind eq 'memcached') {
-        @cmd = ('memcached', '-l', '127.0.0.1', '-p', $port, '-U', '0', '-m', '16');
-        push @cmd, '-u', 'nobody' if $> == 0;
-    }
-    else {
-        die "unknown daemon $kind\n";
-    }
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT;
-        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
-        POSIX::_exit(127);
-    }
-    my $self = bless { kind => $kind, port => $port, pid => $pid, log => $log }, $class;
-    $LIVE{"$self"} = $self;
-    my $ok = StapleTest::wait_until(10, sub {
-        return -1 unless StapleNode::alive($pid);
-        my $r = $self->command($kind eq 'redis' ? "PING\r\n" : "version\r\n", 1);
-        return defined $r && $r =~ /^(\+PONG|VERSION)/;
-    }, 0.05);
-    if (!$ok || $ok == -1) {
-        $self->stop;
-        die "$kind did not come up on port $port: " . (StapleNode::slurp($log) // '') . "\n";
-    }
-    return $self;
-}
-
-sub port { $_[0]{port} }
-sub pid  { $_[0]{pid} }
-sub kind { $_[0]{kind} }
-sub addr { "127.0.0.1:$_[0]{port}" }
-
-# Send a raw protocol line, return what comes back within $timeout (undef
-# when nothing).  For the tests' own inspection (PING, DBSIZE, KEYS...).
-sub command {
-    my ($self, $line, $timeout) = @_;
-    $timeout ||= 2;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
-                                  Proto => 'tcp', Timeout => $timeout) or return;
-    $s->autoflush(1);
-    print $s $line;
-    my $buf = '';
-    my $until = time + $timeout;
-    while (time < $until) {
-        my $rin = '';
-        vec($rin, fileno($s), 1) = 1;
-        my $left = $until - time;
-        last unless $left > 0 && select($rin, undef, undef, $left);
-        my $n = sysread $s, $buf, 65536, length $buf;
-        last unless $n;
-        # a complete reply for the line protocols used here
-        last if $buf =~ /\r\n\z/ && $buf !~ /^\*/;
-        if ($buf =~ /^\*(\d+)\r\n/) {
-            my $items = $1;
-            my $lines = () = $buf =~ /\r\n/g;
-            last if $lines >= 1 + 2 * $items;
-        }
-    }
-    close $s;
-    return length $buf ? $buf : undef;
-}
-
-# Keys in redis (KEYS *), or undef when it does not answer.
-sub redis_keys {
-    my ($self) = @_;
-    my $r = $self->command("KEYS *\r\n") // return;
-    my @k = $r =~ /\$\d+\r\n([^\r\n]*)\r\n/g;
-    return \@k;
-}
-
-# Does the daemon hold $key?  1, 0, or undef when it does not answer.
-sub has_key {
-    my ($self, $key) = @_;
-    if ($self->{kind} eq 'redis') {
-        my $r = $self->command("EXISTS $key\r\n") // return;
-        return $r =~ /^:(\d+)/ ? ($1 > 0 ? 1 : 0) : undef;
-    }
-    my $r = $self->command("get $key\r\n") // return;
-    return $r =~ /^VALUE / ? 1 : $r =~ /^END/ ? 0 : undef;
-}
-
-# The key under which mod_socache_redis / mod_socache_memcache keep
-# mod_staple's response for a certificate id (hex): the namespace, then
-# the hex of mod_staple's own key, the certificate's SHA-1: its id.
-sub staple_key {
-    my ($id) = @_;
-    return "mod_staple:$id";
-}
-
-# SIGSTOP / SIGCONT: a server that hangs (connections accepted by the
-# kernel, never answered).  Never with an unset pid: kill(0) would signal
-# our own process group.
-sub pause  { my $p = $_[0]{pid} or return 0; kill 'STOP', $p }
-sub resume { my $p = $_[0]{pid} or return 0; kill 'CONT', $p }
-
-sub stop {
-    my ($self, $signal) = @_;
-    delete $LIVE{"$self"};
-    my $pid = delete $self->{pid} or return;
-    return unless StapleNode::alive($pid);
-    kill $signal || 'TERM', $pid;
-    kill 'CONT', $pid;
-    unless (StapleTest::wait_until(5, sub { !StapleNode::alive($pid) })) {
-        kill 'KILL', $pid;
-        StapleTest::wait_until(3, sub { !StapleNode::alive($pid) });
-    }
-}
-
-package StapleNode;
-
-# Stop whatever this process started: nodes first (they use the daemons).
-END {
-    local $?;
-    if ($$ == $MAIN_PID) {
-        my @objs = values %LIVE;
-        $_->stop for grep { $_->isa('StapleNode') } @objs;
-        $_->stop for grep { $_->isa('StapleNode::Daemon') } @objs;
-    }
-}
-
 1;

@@ -2,68 +2,38 @@ package StapleTest;
 # Helpers for the mod_staple Apache::Test suites.
 #
 #   my $r = handshake($port, %opt);   # one full TLS handshake asking for a staple
+#   staple_good($r)                   # stapled, successful, verified, good
+#   staple_problems($r)               # what keeps it from that, one line each
 #   responder_count('good');          # OCSP requests the proxy got for /good/
-#   wait_until($seconds, sub { ... }) # bounded polling
 #   server_log_lines(qr/.../)         # error_log lines since the last server start
 #   log_line_time($line)              # when an error_log line was written (epoch)
 #   server_children()                 # pids of the httpd parent's children
-#   cert_serial('good')               # serial of t/pki/good.crt as the module logs it
 #   request_times('good')             # epoch times of the proxy's requests for /good/
 #   must_staple_errors('name')        # Must-Staple error lines, paired with failures
-#   run_bounded(\%env, $secs, @cmd)   # (exit code, stdout, stderr) of a command
+#
+# Processes, ports, waits and commands: StapleProc; certificates: StaplePKI.
 use strict;
 use warnings;
 
 use Apache::Test ();
 use Exporter 'import';
 use File::Spec::Functions qw(catfile);
-use File::Temp qw(tempfile);
-use IO::Socket::INET ();
 use IO::Socket::SSL ();
 use Net::SSLeay ();
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(time sleep);
+use Time::HiRes qw(time);
 use Time::Local ();
 
-our @EXPORT = qw(handshake responder_count responder_requests wait_until
-                 server_log_lines server_children pki_file vhost_port
-                 proxy_port proxy_mode log_line_time cert_serial
-                 request_times must_staple_errors run_bounded);
+use StapleProc ();
+use StapleResponder ();
+
+our @EXPORT = qw(handshake staple_good staple_problems responder_count
+                 responder_requests server_log_lines server_children pki_file
+                 vhost_port proxy_port proxy_mode log_line_time request_times
+                 must_staple_errors);
 
 my %CERT_STATUS = (0 => 'good', 1 => 'revoked', 2 => 'unknown');
 
 sub vars { Apache::Test::vars(@_) }
-
-# run_bounded(\%env, $seconds, @cmd) -> (exit code, stdout, stderr): the
-# command with stdin from /dev/null and %env added to the environment,
-# killed after $seconds (exit code -1 then)
-sub run_bounded {
-    my ($env, $seconds, @cmd) = @_;
-    my ($ofh, $ofile) = tempfile(UNLINK => 1);
-    my ($efh, $efile) = tempfile(UNLINK => 1);
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        @ENV{ keys %$env } = values %$env;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $ofh;
-        open STDERR, '>&', $efh;
-        exec @cmd or POSIX::_exit(127);
-    }
-    my $until = time + $seconds;
-    while (waitpid($pid, WNOHANG) == 0) {
-        if (time > $until) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            return (-1, '', "killed after $seconds s: @cmd");
-        }
-        sleep 0.05;
-    }
-    my $rc = $? >> 8;
-    local $/;
-    open my $o, '<', $ofile or die;
-    open my $e, '<', $efile or die;
-    return ($rc, scalar(<$o>) // '', scalar(<$e>) // '');
-}
 
 sub pki_file { catfile(vars('t_dir'), 'pki', $_[0]) }
 
@@ -175,6 +145,26 @@ sub inspect_staple {
     $r->{result_error}    = $res->[1];
 }
 
+# staple_problems($r) -> what keeps handshake()'s result $r from being a
+# completed handshake stapled with a successful, verified response saying
+# "good", one line each (none: it is one).
+sub staple_problems {
+    my ($r) = @_;
+    my @bad;
+    push @bad, 'handshake failed: ' . ($r->{error} // '') unless $r->{ok};
+    push @bad, 'no staple' unless $r->{stapled};
+    push @bad, 'response status ' . ($r->{resp_status} // 'none')
+        if $r->{stapled} && ($r->{resp_status} // '') ne 'successful';
+    push @bad, 'signature does not verify: ' . ($r->{verify_error} // '')
+        if $r->{stapled} && !$r->{verified};
+    push @bad, 'cert status ' . ($r->{cert_status} // 'none') . ($r->{error} ? " ($r->{error})" : '')
+        if $r->{stapled} && ($r->{cert_status} // '') ne 'good';
+    return @bad;
+}
+
+# The good staple: completed, stapled, successful, verified, good.
+sub staple_good { !staple_problems($_[0]) }
+
 # --- the OCSP proxy (t/bin/ocsp-proxy) ---------------------------------------
 
 sub proxy_log { catfile(vars('t_logs'), 'ocsp-proxy.log') }
@@ -204,35 +194,10 @@ sub request_times {
 # Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.
 sub proxy_mode {
     my ($name, $mode) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => proxy_port(),
-                                  Proto => 'tcp', Timeout => 2) or return 0;
-    print $s "GET /_mode/$name/$mode HTTP/1.0\r\n\r\n";
-    my $resp = '';
-    my $until = time + 2;
-    while (time < $until) {
-        my $rin = '';
-        vec($rin, fileno($s), 1) = 1;
-        last unless select($rin, undef, undef, $until - time);
-        last unless sysread $s, $resp, 1024, length $resp;
-    }
-    close $s;
-    return $resp =~ m{^HTTP/1\.\d 200};
+    return StapleResponder::proxy_set_mode(proxy_port(), $name, $mode);
 }
 
-# --- misc -----------------------------------------------------------------------
-
-# Poll $cond every $interval (default 0.05) seconds until it returns true or
-# $timeout seconds have passed; returns its last value.
-sub wait_until {
-    my ($timeout, $cond, $interval) = @_;
-    $interval ||= 0.05;
-    my $until = time + $timeout;
-    while (1) {
-        my $v = $cond->();
-        return $v if $v || time >= $until;
-        sleep $interval;
-    }
-}
+# --- the server's error log ---------------------------------------------------
 
 # error_log lines written since the last server start (t/TEST records the
 # log size before it starts httpd), optionally filtered by a regexp.
@@ -294,16 +259,6 @@ sub must_staple_errors {
     return ($count, @problems);
 }
 
-# The serial of t/pki/NAME.crt in upper-case hex, as mod_staple logs it.
-sub cert_serial {
-    my ($name) = @_;
-    my $file = pki_file("$name.crt");
-    my $out = `openssl x509 -in "$file" -noout -serial 2>/dev/null`;
-    my ($serial) = $out =~ /serial=([0-9A-Fa-f]+)/ or return;
-    $serial =~ s/^(?:00)+(?=..)//;
-    return uc $serial;
-}
-
 # pids whose parent is the httpd parent process (their number in scalar context)
 sub server_children {
     my $pidfile = catfile(vars('t_logs'), 'httpd.pid');
@@ -311,18 +266,7 @@ sub server_children {
     my ($ppid) = (<$fh> // '') =~ /(\d+)/;
     close $fh;
     return unless $ppid;
-    my @kids;
-    opendir my $dh, '/proc' or return;
-    for my $pid (grep { /^\d+$/ } readdir $dh) {
-        open my $st, '<', "/proc/$pid/stat" or next;
-        my $line = <$st> // '';
-        close $st;
-        # pid (comm) state ppid ...; comm may contain spaces or parens
-        my ($parent) = $line =~ /\)\s+\S+\s+(\d+)/ or next;
-        push @kids, $pid if $parent == $ppid;
-    }
-    closedir $dh;
-    @kids = sort { $a <=> $b } @kids;
+    my @kids = StapleProc::children_of($ppid);
     return wantarray ? @kids : scalar @kids;
 }
 

@@ -1,5 +1,5 @@
 /*
- * bench/mkcerts.c -- many leaf certificates, fast, for the scale benchmark.
+ * t/bench/mkcerts.c -- many leaf certificates, fast, for the scale benchmark.
  *
  *   mkcerts ISSUER.pem ISSUER.key LEAF.key COUNT OCSP_URL OUTDIR INDEX
  *

@@ -1,5 +1,5 @@
 /*
- * bench/handshake.c -- a TLS handshake load client that asks for an OCSP staple.
+ * t/bench/handshake.c -- a TLS handshake load client that asks for an OCSP staple.
  *
  * Every handshake is a full one (a new TCP connection, no session resumption,
  * no tickets) with the status_request extension (SSL_set_tlsext_status_type).

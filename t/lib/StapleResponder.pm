@@ -1,0 +1,71 @@
+package StapleResponder;
+# Is an OCSP responder ready?  One probe each for the two responders the
+# tests and scripts start:
+#
+#   ocsp_ready(pki => DIR, port => N)    a real `openssl ocsp` query for
+#                                        DIR/good.crt answers "good"
+#   wait_ocsp(pki => DIR, port => N, pid => P, timeout => S)   the same, polled
+#   proxy_ready($port)                   t/bin/ocsp-proxy answers GET /_ping
+#   proxy_set_mode($port, NAME, MODE)    its behaviour for NAME (or 'default')
+#
+# Never a bare TCP connect to `openssl ocsp`: one that sends nothing wedges
+# it at 100 % CPU (OpenSSL 3.0).  Only core modules and StapleProc: used by
+# t/TEST.PL before any Apache::Test configuration exists, and by the
+# scripts (scripts/lib.sh).
+use strict;
+use warnings;
+
+use File::Spec::Functions qw(catfile);
+use StapleProc qw(alive http_get run_cmd wait_until);
+
+# ocsp_ready(pki => DIR, port => N, cert => FILE, timeout => S) ->
+# ($ok, $output): asks 127.0.0.1:N about DIR/FILE (default good.crt, issued
+# by DIR/inter.pem under DIR/root.pem, as scripts/mkpki makes them); $ok when
+# the query succeeds and the answer is "good".  Bounded: openssl's own
+# -timeout S (default 5), and run_cmd's limit a little later.
+sub ocsp_ready {
+    my (%o) = @_;
+    my $dir = $o{pki};
+    my $timeout = $o{timeout} || 5;
+    my ($rc, $out) = run_cmd(['openssl', 'ocsp', '-issuer', catfile($dir, 'inter.pem'),
+                              '-cert', catfile($dir, $o{cert} || 'good.crt'),
+                              '-CAfile', catfile($dir, 'root.pem'),
+                              '-url', "http://127.0.0.1:$o{port}/", '-timeout', $timeout],
+                             timeout => $timeout + 5, merge => 1);
+    return ($rc == 0 && $out =~ /: good\b/ ? 1 : 0, $out);
+}
+
+# wait_ocsp(%opt as ocsp_ready, pid => P, timeout => S) -> ($ok, $output):
+# ocsp_ready until it says yes, for at most S seconds (default 10); gives
+# up at once when process P (the responder, if given) is gone.  $output is
+# the last query's.
+sub wait_ocsp {
+    my (%o) = @_;
+    my $limit = delete $o{timeout} || 10;
+    my $pid = delete $o{pid};
+    my ($ok, $out) = (0, '');
+    wait_until($limit, sub {
+        if ($pid && !alive($pid)) {
+            $out = "the responder (pid $pid) exited\n";
+            return -1;
+        }
+        ($ok, $out) = ocsp_ready(%o, timeout => 2);
+        return $ok;
+    }, 0.1);
+    return ($ok, $out);
+}
+
+# Does t/bin/ocsp-proxy on 127.0.0.1:$port answer GET /_ping with "ok"?
+sub proxy_ready {
+    my ($port) = @_;
+    my $r = http_get($port, '/_ping', timeout => 2);
+    return $r->{status} == 200 && $r->{body} =~ /^ok\n/ ? 1 : 0;
+}
+
+# Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.
+sub proxy_set_mode {
+    my ($port, $name, $mode) = @_;
+    return http_get($port, "/_mode/$name/$mode", timeout => 2)->{status} == 200 ? 1 : 0;
+}
+
+1;
