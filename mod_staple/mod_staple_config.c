@@ -458,7 +458,8 @@ const command_rec staple_cmds[] = {
                   "certificate's"),
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
-                  "SSLStaplingCache (default shmcb:staple(1048576))"),
+                  "SSLStaplingCache (default: shmcb sized for the certificates, 8 KiB "
+                  "each, 1 MiB at least)"),
     AP_INIT_TAKE1("StapleProxy", set_url, (void *)&arg_proxy, RSRC_CONF,
                   "http(s) URL of the HTTP proxy for responder requests (default: none, "
                   "the environment's proxy variables are ignored)"),

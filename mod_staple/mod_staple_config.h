@@ -76,6 +76,5 @@ void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
 
 #define STAPLE_STORE_NONE         "none"
 #define STAPLE_DEFAULT_CACHE_NAME "shmcb"
-#define STAPLE_DEFAULT_CACHE_ARGS "staple(1048576)"
 
 #endif /* MOD_STAPLE_CONFIG_H */

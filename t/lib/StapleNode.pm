@@ -122,6 +122,9 @@ sub httpd_t {
 #               certificate may be given twice (two virtual hosts)
 #   http        1: a plain HTTP port (http_port) served by the main server
 #   extra       more configuration text, after the virtual hosts
+#   port        the main SSL port (default: a free one)
+#   start_timeout  seconds for the pid file and for the first handshake
+#               (default 20; more for thousands of virtual hosts)
 sub new {
     my ($class, %o) = @_;
     my $self = bless {
@@ -134,6 +137,7 @@ sub new {
         mpm        => $o{mpm} || mpm(),
         certs      => $o{certs} || [],
         extra      => $o{extra} // '',
+        start_timeout => $o{start_timeout} || $START_TIMEOUT,
     }, $class;
     $self->{dir}  = $o{dir} || tempdir($self->{name});
     unless (-d $self->{dir}) {
@@ -244,9 +248,11 @@ $vhosts$self->{extra}
 EOF
 }
 
+# Write the configuration file; returns its path (for httpd_t).
 sub write_conf {
     my ($self) = @_;
     spit($self->{conf}, $self->conf_text, 0644);
+    return $self->{conf};
 }
 
 # httpd -k CMD with this instance's configuration; returns (status, output).
@@ -314,7 +320,7 @@ sub launch {
 sub wait_started {
     my ($self) = @_;
     my $pid = $self->{pid} or die "$self->{name} was not launched\n";
-    my $ok = wait_until($START_TIMEOUT, sub {
+    my $ok = wait_until($self->{start_timeout}, sub {
         return -1 unless alive($pid);
         my $p = $self->read_pidfile;
         return $p && $p == $pid;
@@ -336,7 +342,7 @@ sub wait_started {
 
 sub wait_ready {
     my ($self, $timeout) = @_;
-    return wait_until($timeout || $START_TIMEOUT, sub {
+    return wait_until($timeout || $self->{start_timeout}, sub {
         return 0 unless alive($self->{pid});
         my $r = StapleTest::handshake($self->{port}, staple => 0, verify => 0,
                                       timeout => 2);

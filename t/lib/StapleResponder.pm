@@ -8,6 +8,11 @@ package StapleResponder;
 #   proxy_ready($port)                   t/bin/ocsp-proxy answers GET /_ping
 #   proxy_set_mode($port, NAME, MODE)    its behaviour for NAME (or 'default')
 #
+# and the command line of the real one:
+#
+#   ocsp_argv(port => N, minutes => M, index => FILE)   `openssl ocsp` answering
+#       from a directory with scripts/mkpki's inter.pem, ocsp.pem and ocsp.key
+#
 # Never a bare TCP connect to `openssl ocsp`: one that sends nothing wedges
 # it at 100 % CPU (OpenSSL 3.0).  Only core modules and StapleProc: used by
 # t/TEST.PL before any Apache::Test configuration exists, and by the
@@ -53,6 +58,16 @@ sub wait_ocsp {
         return $ok;
     }, 0.1);
     return ($ok, $out);
+}
+
+# The argv of `openssl ocsp` run in a scripts/mkpki directory: it answers on
+# port N for the certificates in FILE (default index.txt), signed by the
+# delegated responder ocsp.pem, with responses valid M minutes.
+sub ocsp_argv {
+    my (%o) = @_;
+    return ['openssl', 'ocsp', '-index', $o{index} || 'index.txt', '-port', $o{port},
+            qw(-rsigner ocsp.pem -rkey ocsp.key -CA inter.pem -nmin), $o{minutes},
+            '-ignore_err'];
 }
 
 # Does t/bin/ocsp-proxy on 127.0.0.1:$port answer GET /_ping with "ok"?
