@@ -229,7 +229,7 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     store = staple_conf_store(mc, ptemp);
-    staple_reg_set_store(reg, store ? staple_store_prepare(s, store, pconf) : NULL);
+    staple_reg_set_store(reg, store ? staple_store_setup(s, store) : NULL);
     if (staple_conf_startup_timeout(mc) > 0) {
         staple_startup_fetch(reg, caches, s, staple_conf_startup_timeout(mc), ptemp);
     }
@@ -240,6 +240,16 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     current_caches = caches;
     active = 1;
     return OK;
+}
+
+/* httpd -t: what can be checked without starting */
+static void staple_test_config(apr_pool_t *pconf, server_rec *s)
+{
+    const char *store = staple_conf_store(staple_srv_conf(s)->mc, pconf);
+
+    if (store) {
+        staple_store_test(s, store);
+    }
 }
 
 static void staple_child_init(apr_pool_t *pchild, server_rec *s)
@@ -270,6 +280,7 @@ static void staple_register_hooks(apr_pool_t *p)
      * before mod_watchdog (APR_HOOK_LAST), which starts the watchdogs */
     ap_hook_post_config(staple_post_config, after_ssl, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(staple_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_test_config(staple_test_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_prime_hook(staple_prime, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_get_resp_hook(staple_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
     staple_status_register_hooks(p);

@@ -53,7 +53,10 @@ apr_status_t staple_caches_child_init(staple_caches_t *c, apr_pool_t *p);
  * Make StapleStore a directory private to the server's User; on failure log
  * why and return NULL (responses are then kept in memory only).
  */
-const char *staple_store_prepare(server_rec *s, const char *dir, apr_pool_t *p);
+const char *staple_store_setup(server_rec *s, const char *dir);
+
+/** For httpd -t: say what startup will do with StapleStore. */
+void staple_store_test(server_rec *s, const char *dir);
 
 /** The first responses, fetched in a child running as User, bounded. */
 void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,

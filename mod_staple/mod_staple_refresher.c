@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <apr_allocator.h>
-#include <apr_file_info.h>
 #include <apr_strings.h>
 
 #include <httpd.h>
@@ -22,6 +21,7 @@
 #include <mod_watchdog.h>
 #include <unixd.h>
 
+#include "staple_store.h"
 #include "mod_staple_private.h"
 
 #define STAPLE_WATCHDOG "_staple_"
@@ -29,42 +29,46 @@
 /* ------------------------------------------------------------------ */
 /* StapleStore                                                         */
 
-const char *staple_store_prepare(server_rec *s, const char *dir, apr_pool_t *p)
+/* The user and group whose store it is: User and Group when started as
+ * root, else whoever runs the server. */
+static void store_owner(uid_t *uid, gid_t *gid)
 {
-    struct stat st;
-    apr_status_t rv;
+    *uid = geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
+    *gid = geteuid() == 0 ? ap_unixd_config.group_id : getegid();
+}
 
-    rv = apr_dir_make_recursive(
-        dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
-    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
-        goto fail;
-    }
-    if (lstat(dir, &st) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        rv = APR_ENOTDIR;
-        goto fail;
-    }
-    if (geteuid() == 0 &&
-        chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
-    }
-    if (chmod(dir, 0700) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
+const char *staple_store_setup(server_rec *s, const char *dir)
+{
+    char err[1024];
+    uid_t uid;
+    gid_t gid;
+
+    store_owner(&uid, &gid);
+    if (staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "%s. Responses are kept in memory only, and fetched again after "
+                     "a restart",
+                     err);
+        return NULL;
     }
     return dir;
+}
 
-fail:
-    ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
-                 "StapleStore %s cannot be used as a private directory of User %s: "
-                 "responses are kept in memory only and will be fetched again after a "
-                 "restart; fix its permissions or set StapleStore to another directory",
-                 dir, ap_unixd_config.user_name);
-    return NULL;
+void staple_store_test(server_rec *s, const char *dir)
+{
+    char err[1024];
+    uid_t uid;
+    gid_t gid;
+    apr_status_t rv;
+
+    store_owner(&uid, &gid);
+    rv = staple_store_prepare(dir, uid, gid, 1, err, sizeof(err));
+    if (err[0]) {
+        ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, 0, s,
+                     "%s%s", err,
+                     rv == APR_SUCCESS ? "" : ". Startup would go on with responses in "
+                                              "memory only");
+    }
 }
 
 /* ------------------------------------------------------------------ */
