@@ -18,6 +18,7 @@ static staple_mod_conf_t *mod_conf_make(apr_pool_t *p)
 {
     staple_mod_conf_t *mc = apr_pcalloc(p, sizeof(*mc));
 
+    mc->event_timeout = STAPLE_UNSET;
     mc->startup_timeout = STAPLE_UNSET;
     mc->responder_timeout = STAPLE_UNSET;
     mc->time_skew = STAPLE_UNSET;
@@ -71,6 +72,11 @@ int staple_conf_engine(const staple_srv_conf_t *sc)
 
 /* A server-wide value, or its default when no directive set it. */
 #define OR_DEFAULT(v, def) ((v) != STAPLE_UNSET ? (v) : (def))
+
+apr_interval_time_t staple_conf_event_timeout(const staple_mod_conf_t *mc)
+{
+    return OR_DEFAULT(mc->event_timeout, apr_time_from_sec(60));
+}
 
 apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc)
 {
@@ -439,6 +445,7 @@ void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
                                               (min)}
 
 SECONDS_ARG(startup_timeout, 0);
+SECONDS_ARG(event_timeout, 1);
 SECONDS_ARG(responder_timeout, 1);
 SECONDS_ARG(time_skew, 0);
 SECONDS_ARG(max_age, -1);
@@ -477,6 +484,9 @@ const command_rec staple_cmds[] = {
     AP_INIT_TAKE1("StapleRenewWindow", set_renew_window, NULL, RSRC_CONF,
                   "pct% or seconds of validity left when a response is renewed "
                   "(default 50%)"),
+    SECONDS("StapleEventTimeout", event_timeout,
+            "seconds a StapleEventCmd program may run before it is killed with its "
+            "process group (default 60)"),
     SECONDS("StapleStartupTimeout", startup_timeout,
             "seconds startup may wait for first responses (default 5)"),
     SECONDS("StapleResponderTimeout", responder_timeout,

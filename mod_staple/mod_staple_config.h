@@ -26,6 +26,7 @@ typedef struct {
     apr_array_header_t *event_cmd; /**< StapleEventCmd argv (const char *), or NULL */
     const char *store;             /**< StapleStore as written, or NULL when unset */
     STACK_OF(X509) *trusted;       /**< StapleTrustedCertificate, or NULL */
+    apr_interval_time_t event_timeout; /**< StapleEventTimeout */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;
     apr_interval_time_t time_skew;
@@ -54,6 +55,9 @@ staple_srv_conf_t *staple_srv_conf(server_rec *s);
 
 /** StapleEngine of a server: on unless set off. */
 int staple_conf_engine(const staple_srv_conf_t *sc);
+
+/** StapleEventTimeout. */
+apr_interval_time_t staple_conf_event_timeout(const staple_mod_conf_t *mc);
 
 /** StapleStartupTimeout. */
 apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc);

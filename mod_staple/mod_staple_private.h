@@ -70,13 +70,18 @@ apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
 
 typedef struct staple_events_t staple_events_t;
 
-/** A runner of StapleEventCmd (argv of const char *), living in pool. */
+/**
+ * A runner of StapleEventCmd (argv of const char *, or NULL: none), living
+ * in pool; a program running longer than timeout is killed.
+ */
 staple_events_t *staple_events_make(apr_pool_t *pool, server_rec *s,
-                                    const apr_array_header_t *argv);
+                                    const apr_array_header_t *argv,
+                                    apr_interval_time_t timeout);
 
 /**
- * Start the program for each event (staple_event_t) and collect those that
- * ended. Returns how many still run.
+ * Queue the program for each event (staple_event_t), start what the limit
+ * of programs at once allows, and collect those that ended. Returns how
+ * many run or wait.
  */
 int staple_events_run(staple_events_t *ev, const apr_array_header_t *events);
 

@@ -148,6 +148,7 @@ typedef struct {
     server_rec *s;
     ap_watchdog_t *watchdog;
     const apr_array_header_t *event_cmd;
+    apr_interval_time_t event_timeout;
     staple_events_t *events; /* made in the process running the refresher */
 } refresher_t;
 
@@ -166,7 +167,7 @@ static staple_events_t *events_of(refresher_t *rf)
         }
         apr_allocator_owner_set(alloc, p);
         apr_pool_tag(p, "staple_events");
-        rf->events = staple_events_make(p, rf->s, rf->event_cmd);
+        rf->events = staple_events_make(p, rf->s, rf->event_cmd, rf->event_timeout);
     }
     return rf->events;
 }
@@ -196,7 +197,7 @@ static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
 
     now = apr_time_now();
     if (running > 0 && next > now + apr_time_from_sec(1)) {
-        next = now + apr_time_from_sec(1); /* to collect the exit status */
+        next = now + apr_time_from_sec(1); /* to start the next, collect the ended */
     }
     /* sleep until the earliest due time, no polling in between */
     return next > now + apr_time_from_msec(200) ? next - now : apr_time_from_msec(200);
@@ -234,6 +235,7 @@ apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
     rf->reg = reg;
     rf->s = s;
     rf->event_cmd = mc->event_cmd;
+    rf->event_timeout = staple_conf_event_timeout(mc);
     wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
     wd_register_callback = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
     wd_set_interval = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_set_callback_interval);
