@@ -58,8 +58,8 @@ static void check_shmcb_size(server_rec *s, const char *spec, int n)
                  "started later staple nothing for them; give it %" APR_SIZE_T_FMT
                  " bytes (StapleCache shmcb:%.*s(%" APR_SIZE_T_FMT ")), or leave "
                  "StapleCache unset to have it sized for the certificates",
-                 spec, size, n, want, path_len ? path_len : 6,
-                 path_len ? args : "staple", want);
+                 spec, size, n, want, path_len ? path_len : 6, path_len ? args : "staple",
+                 want);
 }
 
 typedef struct {
@@ -192,8 +192,8 @@ apr_status_t staple_caches_make(staple_caches_t **pc, server_rec *s,
                          "or set StapleCache to a loaded provider");
             return APR_EGENERAL;
         }
-        const char *args = apr_psprintf(pconf, "staple(%" APR_SIZE_T_FMT ")",
-                                        shmcb_size_for(ncerts));
+        const char *args =
+            apr_psprintf(pconf, "staple(%" APR_SIZE_T_FMT ")", shmcb_size_for(ncerts));
         mc->cache_provider = shmcb;
         err = shmcb->create(&mc->cache_instance, args, pconf, pconf);
         if (err) {
@@ -226,10 +226,10 @@ apr_status_t staple_caches_make(staple_caches_t **pc, server_rec *s,
     }
     c->node.name = "node-local shmcb cache";
     c->node.provider = shmcb;
-    err = shmcb->create(&c->node.inst,
-                        apr_psprintf(pconf, "staple-node(%" APR_SIZE_T_FMT ")",
-                                     shmcb_size_for(ncerts)),
-                        pconf, pconf);
+    err = shmcb->create(
+        &c->node.inst,
+        apr_psprintf(pconf, "staple-node(%" APR_SIZE_T_FMT ")", shmcb_size_for(ncerts)),
+        pconf, pconf);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
                      "cannot create the node-local shmcb cache: %s", err);

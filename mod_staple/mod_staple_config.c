@@ -266,9 +266,9 @@ static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
         GLOBAL_ONLY_CHECK(cmd);
     }
     if (!is_http_url(cmd->pool, arg)) {
-        return apr_psprintf(cmd->pool,
-                            "%s: '%s' is not an http:// or https:// URL; use %s",
-                            cmd->cmd->name, arg, spec->example);
+        return apr_psprintf(
+            cmd->pool, "%s: '%s' is not an http:// or https:// URL; use %s",
+            cmd->cmd->name, staple_url_shown(cmd->pool, arg), spec->example);
     }
     base =
         spec->global_only ? (void *)mod_conf(cmd) : (void *)staple_srv_conf(cmd->server);

@@ -23,9 +23,9 @@ typedef struct {
     ap_socache_instance_t *cache_instance;       /**< created at parse time */
     const char *cache_spec;                      /**< as written, for logs */
     const char *proxy;                           /**< StapleProxy URL, or NULL */
-    apr_array_header_t *event_cmd; /**< StapleEventCmd argv (const char *), or NULL */
-    const char *store;             /**< StapleStore as written, or NULL when unset */
-    STACK_OF(X509) *trusted;       /**< StapleTrustedCertificate, or NULL */
+    apr_array_header_t *event_cmd;     /**< StapleEventCmd argv (const char *), or NULL */
+    const char *store;                 /**< StapleStore as written, or NULL when unset */
+    STACK_OF(X509) *trusted;           /**< StapleTrustedCertificate, or NULL */
     apr_interval_time_t event_timeout; /**< StapleEventTimeout */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;

@@ -31,7 +31,8 @@
 #define STAPLE_EVENT_PARALLEL  4
 #define STAPLE_EVENT_QUEUE_MAX 1000
 
-#define STAPLE_EVENT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define STAPLE_EVENT_PATH                                                                \
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 typedef struct {
     apr_pool_t *pool; /* the event's own, freed when its program ended */

@@ -66,8 +66,9 @@ void staple_store_test(server_rec *s, const char *dir)
     if (err[0]) {
         ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, 0, s,
                      "%s%s", err,
-                     rv == APR_SUCCESS ? "" : ". Startup would go on with responses in "
-                                              "memory only");
+                     rv == APR_SUCCESS ? ""
+                                       : ". Startup would go on with responses in "
+                                         "memory only");
     }
 }
 

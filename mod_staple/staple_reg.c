@@ -105,6 +105,7 @@ staple_reg_t *staple_reg_make(apr_pool_t *p, const staple_reg_opts_t *opts)
 
     reg->pool = p;
     reg->opts = *opts;
+    reg->proxy_shown = staple_url_shown(p, opts->fetch.proxy);
     reg->by_id = apr_hash_make(p);
     reg->primed = apr_hash_make(p);
     reg->items = apr_array_make(p, 16, sizeof(staple_item_t *));
@@ -158,6 +159,7 @@ int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
         return 0;
     }
     it->url = force_url ? force_url : it->cert->ocsp_url;
+    it->url_shown = staple_url_shown(p, it->url);
     if (it->url == NULL) {
         staple_reg_log(reg, STAPLE_LOG_INFO,
                        "certificate %s (serial %s) has no OCSP responder URL and no "
@@ -171,7 +173,7 @@ int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
     staple_reg_log(reg, STAPLE_LOG_DEBUG,
                    "claimed certificate %s (serial %s%s), responder %s",
                    it->cert->subject, it->cert->serial,
-                   it->cert->must_staple ? ", Must-Staple" : "", it->url);
+                   it->cert->must_staple ? ", Must-Staple" : "", it->url_shown);
     return 1;
 }
 
@@ -534,7 +536,7 @@ static void snap_cert(const staple_item_t *it, const staple_slot_t *sl, apr_time
     c->subject = it->cert->subject;
     c->serial = it->cert->serial;
     c->vhosts = it->vhosts;
-    c->url = it->url;
+    c->url = it->url_shown;
     c->must_staple = it->cert->must_staple;
     c->cert_status = sl->cert_status;
     c->this_update = sl->this_update;

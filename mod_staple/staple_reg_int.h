@@ -68,6 +68,7 @@ typedef struct {
 typedef struct {
     staple_cert_t *cert;
     const char *url;            /* responder URL in use */
+    const char *url_shown;      /* the same without a password, for people */
     apr_array_header_t *vhosts; /* const char *: servers using it */
     int claimed;
     int index; /* into reg->items and the slots, when claimed */
@@ -86,6 +87,7 @@ typedef struct {
 struct staple_reg_t {
     apr_pool_t *pool;
     staple_reg_opts_t opts;
+    const char *proxy_shown;   /* StapleProxy without its password, or NULL */
     apr_hash_t *by_id;         /* id -> staple_item_t, claimed or not */
     apr_hash_t *primed;        /* every id mod_ssl primed */
     staple_issuers_t *issuers; /* of the claimed certificates */

@@ -64,7 +64,7 @@ static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                : "no valid response to staple";
     staple_reg_log(reg, STAPLE_LOG_WARNING,
                    "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
-                   it->cert->subject, it->cert->serial, it->url, what, left,
+                   it->cert->subject, it->cert->serial, it->url_shown, what, left,
                    staple_fmt_duration(p, sl->due - now), (int)sl->failures);
     if (sl->valid_until > now &&
         (sl->valid_until - now) * 10 < sl->valid_until - sl->this_update) {
@@ -294,7 +294,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     apr_pool_t *p = rd->pool;
     apr_time_t now = staple_reg_now(reg);
     staple_slot_t *sl = &reg->slots[it->index];
-    const char *proxy = reg->opts.fetch.proxy;
+    const char *proxy = reg->proxy_shown;
     staple_resp_info_t info, held;
     staple_fresh_e fresh;
     staple_check_e rc;
@@ -360,7 +360,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                    "valid for %s, next refresh in %s",
-                   it->cert->subject, it->cert->serial, it->url,
+                   it->cert->subject, it->cert->serial, it->url_shown,
                    staple_cert_status_name(info.cert_status),
                    (double)f->duration / 1000.0, f->method,
                    staple_fmt_duration(p, sl->valid_until - now),
