@@ -68,8 +68,12 @@ typedef struct {
     const ap_socache_provider_t *provider;
     ap_socache_instance_t *inst;
     apr_global_mutex_t *mutex;
+    int memcache; /* the provider is mod_socache_memcache's */
     staple_cache_ops_t ops;
 } socache_t;
+
+/* memcached's longest relative expiry (30 days), less a minute of margin */
+#define STAPLE_MEMCACHE_MAX_EXPIRY apr_time_from_sec(30 * 86400 - 60)
 
 struct staple_caches_t {
     socache_t shared; /* StapleCache: may be shared by a cluster */
@@ -121,6 +125,11 @@ static apr_status_t cache_put(void *baton, const unsigned char *key, unsigned in
     socache_t *c = baton;
     apr_status_t rv;
 
+    /* memcached reads an expiry of more than 30 days as an absolute time,
+     * long past: the entry would be gone at once */
+    if (c->memcache && expiry > apr_time_now() + STAPLE_MEMCACHE_MAX_EXPIRY) {
+        expiry = apr_time_now() + STAPLE_MEMCACHE_MAX_EXPIRY;
+    }
     if ((rv = cache_lock(c)) != APR_SUCCESS) {
         return rv;
     }
@@ -148,6 +157,7 @@ static apr_status_t cache_init(socache_t *c, server_rec *s, const char *mutex_id
     apr_status_t rv;
 
     c->s = s;
+    c->memcache = !strcmp(c->provider->name, "memcache");
     c->ops.name = c->name;
     c->ops.get = cache_get;
     c->ops.put = cache_put;

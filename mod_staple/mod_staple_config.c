@@ -351,55 +351,105 @@ static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
 /* ------------------------------------------------------------------ */
 /* Certificates mod_ssl never primed                                   */
 
-/*
- * mod_ssl primes only certificates whose issuer it found, so a self-signed
- * certificate or one without its chain never reaches the prime hook. Look
- * at every SSLCertificateFile of the configuration and say why those were
- * left out, once each.
- */
-static void report_unprimed_file(const staple_reg_t *reg, server_rec *s, const char *file,
-                                 apr_hash_t *seen, apr_pool_t *p)
+/* A file's text (at most 16 MiB), or NULL when it cannot be read. */
+static char *read_text(const char *path, apr_size_t *plen, apr_pool_t *p)
 {
-    const char *path = ap_server_root_relative(p, file);
     apr_file_t *fd;
     apr_finfo_t fi;
     apr_size_t len;
-    char *pem, err[256];
-    unsigned char id[STAPLE_ID_LEN];
-    staple_cert_t *cert;
+    char *text;
     apr_status_t rv;
 
-    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
-        return;
-    }
-    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
     if (apr_file_open(&fd, path, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
-        return; /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+        return NULL;
     }
     if (apr_file_info_get(&fi, APR_FINFO_SIZE, fd) != APR_SUCCESS || fi.size <= 0 ||
         fi.size > 16 * 1024 * 1024) {
         apr_file_close(fd);
-        return;
+        return NULL;
     }
     len = (apr_size_t)fi.size;
-    pem = apr_palloc(p, len + 1);
-    rv = apr_file_read_full(fd, pem, len, &len);
+    text = apr_palloc(p, len + 1);
+    rv = apr_file_read_full(fd, text, len, &len);
     apr_file_close(fd);
     if (rv != APR_SUCCESS) {
+        return NULL;
+    }
+    text[len] = '\0';
+    *plen = len;
+    return text;
+}
+
+/* The first argument of a directive named name in the block d is in. */
+static const char *sibling_arg(ap_directive_t *d, const char *name, apr_pool_t *p)
+{
+    ap_directive_t *first = d->parent ? d->parent->first_child : ap_conftree;
+
+    for (d = first; d; d = d->next) {
+        if (!strcasecmp(d->directive, name) && d->args) {
+            const char *args = d->args;
+            return ap_getword_conf(p, &args);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * mod_ssl primes only certificates whose issuer it found, and the first
+ * module to claim a certificate staples it (mod_md with MDStapling on
+ * claims every one, by default, when it is loaded first): certificates of
+ * SSLCertificateFile lines that never reached mod_staple are said once
+ * each, with the reason that holds.
+ */
+static void report_unprimed_file(const staple_reg_t *reg, server_rec *s,
+                                 ap_directive_t *d, const char *file, apr_hash_t *seen,
+                                 apr_pool_t *p)
+{
+    const char *path = ap_server_root_relative(p, file), *chain;
+    apr_size_t len, chain_len;
+    char *pem, *more, err[256];
+    unsigned char id[STAPLE_ID_LEN];
+    staple_cert_t *cert;
+    apr_status_t rv;
+
+    const char *engine = sibling_arg(d, "SSLEngine", p);
+
+    /* mod_ssl loads certificates only where SSLEngine is on */
+    if (engine == NULL || (strcasecmp(engine, "on") && strcasecmp(engine, "optional"))) {
         return;
     }
-    pem[len] = '\0';
+    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
+        return;
+    }
+    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
+    /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+    if ((pem = read_text(path, &len, p)) == NULL) {
+        return;
+    }
     /* the common case, a primed certificate, without parsing it */
     if (!staple_pem_first_id(pem, len, id) || staple_reg_was_primed(reg, id)) {
         return;
     }
-    staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
+    /* the issuer may come from SSLCertificateChainFile */
+    if ((chain = sibling_arg(d, "SSLCertificateChainFile", p)) &&
+        (chain = ap_server_root_relative(p, chain)) &&
+        (more = read_text(chain, &chain_len, p))) {
+        pem = apr_pstrcat(p, pem, "\n", more, NULL);
+    }
+    rv = staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
     if (cert == NULL || staple_reg_was_primed(reg, cert->id) ||
         apr_hash_get(seen, cert->id_hex, APR_HASH_KEY_STRING)) {
         return; /* primed (claimed or declined with a reason), or said already */
     }
     apr_hash_set(seen, cert->id_hex, APR_HASH_KEY_STRING, path);
-    if (cert->self_signed) {
+    if (rv == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) in %s is stapled by another module, "
+                     "which claimed it first (mod_md with MDStapling on claims every "
+                     "certificate unless MDStapleOthers is off): mod_staple leaves it "
+                     "alone",
+                     cert->subject, cert->serial, path);
+    } else if (cert->self_signed) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "certificate %s (serial %s) in %s is self-signed: there is no "
                      "responder to ask, not stapling it",
@@ -422,7 +472,7 @@ static void report_unprimed(const staple_reg_t *reg, server_rec *s, ap_directive
             const char *args = d->args;
             const char *file = ap_getword_conf(p, &args);
             if (*file) {
-                report_unprimed_file(reg, s, file, seen, p);
+                report_unprimed_file(reg, s, d, file, seen, p);
             }
         }
         if (d->first_child) {

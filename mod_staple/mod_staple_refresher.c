@@ -119,22 +119,40 @@ void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec
     }
     while (!done) {
         pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid || (w < 0 && errno != EINTR)) {
+        if (w == pid) {
             done = 1;
+        } else if (w < 0 && errno != EINTR) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                         "startup OCSP fetch (pid %ld): cannot wait for it", (long)pid);
+            return;
         } else if (apr_time_now() > limit) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "startup OCSP fetch did not finish within StapleStartupTimeout; "
-                         "going on without it");
+                         "startup OCSP fetch (pid %ld) did not finish within "
+                         "StapleStartupTimeout: killed, going on without it",
+                         (long)pid);
             kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            done = 1;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            return;
         } else {
             apr_sleep(apr_time_from_msec(10));
         }
     }
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                 "startup OCSP fetch took %" APR_TIME_T_FMT " ms",
-                 apr_time_as_msec(apr_time_now() - start));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        ap_log_error(
+            APLOG_MARK, APLOG_INFO, 0, s,
+            "startup OCSP fetch (pid %ld) exited with status 0 after %" APR_TIME_T_FMT
+            " ms",
+            (long)pid, apr_time_as_msec(apr_time_now() - start));
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "startup OCSP fetch (pid %ld) %s %d after %" APR_TIME_T_FMT
+                     " ms: the background refresher fetches the responses",
+                     (long)pid,
+                     WIFEXITED(status) ? "exited with status" : "died of signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                     apr_time_as_msec(apr_time_now() - start));
+    }
 }
 
 /* ------------------------------------------------------------------ */

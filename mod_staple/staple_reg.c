@@ -247,7 +247,8 @@ apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *
     if (buf == NULL) {
         return APR_ENOMEM;
     }
-    if (c->get(c->baton, it->cert->id, STAPLE_ID_LEN, buf, &len, p) != APR_SUCCESS) {
+    if (staple_reg_cache_get(reg, c, it->cert->id, STAPLE_ID_LEN, buf, &len, p) !=
+        APR_SUCCESS) {
         free(buf);
         return APR_NOTFOUND;
     }
@@ -273,9 +274,59 @@ apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *
     return APR_SUCCESS;
 }
 
-static apr_status_t cache_put(const staple_cache_ops_t *c, staple_item_t *it,
-                              const unsigned char *der, apr_size_t der_len,
-                              apr_time_t fetched_at, apr_time_t expiry, apr_pool_t *p)
+/* Whether a call to StapleCache that began at start took too long. */
+static void shared_timed(staple_reg_t *reg, const staple_cache_ops_t *c, apr_time_t start)
+{
+    apr_interval_time_t took;
+
+    if (c != &reg->shared || reg->shared_budget <= 0) {
+        return;
+    }
+    took = apr_time_now() - start;
+    if (took > reg->shared_budget && !reg->shared_off) {
+        reg->shared_off = 1;
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "%s took %" APR_TIME_T_FMT " ms to answer: the startup fetch goes "
+                       "on without it, and the refresher uses it later",
+                       c->name, apr_time_as_msec(took));
+    }
+}
+
+apr_status_t staple_reg_cache_get(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  unsigned char *buf, unsigned int *len, apr_pool_t *p)
+{
+    apr_time_t start = apr_time_now();
+    apr_status_t rv;
+
+    if (c == &reg->shared && reg->shared_off) {
+        return APR_NOTFOUND;
+    }
+    rv = c->get(c->baton, key, key_len, buf, len, p);
+    shared_timed(reg, c, start);
+    return rv;
+}
+
+apr_status_t staple_reg_cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  apr_time_t expiry, const unsigned char *data,
+                                  unsigned int len, apr_pool_t *p)
+{
+    apr_time_t start = apr_time_now();
+    apr_status_t rv;
+
+    if (c == &reg->shared && reg->shared_off) {
+        return APR_SUCCESS; /* the refresher puts it there later */
+    }
+    rv = c->put(c->baton, key, key_len, expiry, data, len, p);
+    shared_timed(reg, c, start);
+    return rv;
+}
+
+static apr_status_t cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
+                              staple_item_t *it, const unsigned char *der,
+                              apr_size_t der_len, apr_time_t fetched_at,
+                              apr_time_t expiry, apr_pool_t *p)
 {
     unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
     apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
@@ -283,8 +334,8 @@ static apr_status_t cache_put(const staple_cache_ops_t *c, staple_item_t *it,
     /* The key is the certificate's SHA-1 itself: shmcb picks a subcache by
      * the first byte of the key, so a common prefix would crowd every
      * response into one subcache. (memcache and redis hex-encode keys.) */
-    return c->put(c->baton, it->cert->id, STAPLE_ID_LEN, expiry, buf, (unsigned int)len,
-                  p);
+    return staple_reg_cache_put(reg, c, it->cert->id, STAPLE_ID_LEN, expiry, buf,
+                                (unsigned int)len, p);
 }
 
 apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
@@ -292,7 +343,7 @@ apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
                               apr_time_t fetched_at, const staple_resp_info_t *info,
                               apr_pool_t *p)
 {
-    apr_status_t rv = cache_put(&reg->shared, it, der, der_len, fetched_at,
+    apr_status_t rv = cache_put(reg, &reg->shared, it, der, der_len, fetched_at,
                                 staple_reg_usable_until(reg, info), p);
 
     if (rv != APR_SUCCESS) {
@@ -314,7 +365,8 @@ apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
     /* The copy handshakes read comes first: a shared cache on the network
      * may be slow or hang, and must not hold up stapling on this server. */
     if (reg->node_local) {
-        apr_status_t lrv = cache_put(&reg->local, it, der, der_len, fetched_at, until, p);
+        apr_status_t lrv =
+            cache_put(reg, &reg->local, it, der, der_len, fetched_at, until, p);
         if (lrv != APR_SUCCESS) {
             staple_reg_log(reg, STAPLE_LOG_ERR,
                            "cannot store the OCSP response for %s in the %s",

@@ -95,6 +95,11 @@ struct staple_reg_t {
     staple_cache_ops_t shared; /* StapleCache */
     staple_cache_ops_t local;  /* what handshakes read */
     int node_local;            /* local is not shared */
+    /* In a round with a deadline (startup), a StapleCache that answers more
+     * slowly than this is left alone for the rest of the round (shared_off):
+     * it must not keep the first responses from the handshakes. */
+    apr_interval_time_t shared_budget; /* 0: no limit */
+    int shared_off;
     staple_stats_t *stats;
     staple_slot_t *slots;
 };
@@ -113,6 +118,16 @@ void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held);
 /* A log line, formatted only when its level is written. */
 void staple_reg_log(const staple_reg_t *reg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A cache's get and put, for every cache access of the registry: StapleCache
+ * is skipped while shared_off, and timed against shared_budget. */
+apr_status_t staple_reg_cache_get(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  unsigned char *buf, unsigned int *len, apr_pool_t *p);
+apr_status_t staple_reg_cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  apr_time_t expiry, const unsigned char *data,
+                                  unsigned int len, apr_pool_t *p);
 
 /* Put an entry into the shared cache only (StapleCache). */
 apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,

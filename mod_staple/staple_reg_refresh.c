@@ -7,6 +7,7 @@
 
 #include <apr_atomic.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "staple_store.h"
 #include "staple_reg_int.h"
@@ -266,8 +267,11 @@ static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int 
     if (!reg->node_local) {
         return 1; /* a cache of this server alone: nobody to share with */
     }
-    if (reg->shared.get(reg->shared.baton, (const unsigned char *)key,
-                        (unsigned int)strlen(key), holder, &len, p) == APR_SUCCESS) {
+    if (reg->shared_off) {
+        return 1; /* StapleCache too slow for the startup fetch */
+    }
+    if (staple_reg_cache_get(reg, &reg->shared, (const unsigned char *)key,
+                             (unsigned int)strlen(key), holder, &len, p) == APR_SUCCESS) {
         holder[len] = '\0';
         if (strcmp((const char *)holder, me)) {
             return 0;
@@ -276,10 +280,10 @@ static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int 
     if (!take) {
         return 1;
     }
-    reg->shared.put(reg->shared.baton, (const unsigned char *)key,
-                    (unsigned int)strlen(key),
-                    now + reg->opts.fetch.timeout + STAPLE_LEASE_GRACE,
-                    (const unsigned char *)me, (unsigned int)strlen(me), p);
+    staple_reg_cache_put(reg, &reg->shared, (const unsigned char *)key,
+                         (unsigned int)strlen(key),
+                         now + reg->opts.fetch.timeout + STAPLE_LEASE_GRACE,
+                         (const unsigned char *)me, (unsigned int)strlen(me), p);
     return 1;
 }
 
@@ -444,6 +448,68 @@ static void wait_for_leases(round_t *rd)
     }
 }
 
+/* How long a startup round lets StapleCache take to answer. */
+#define STAPLE_SHARED_BUDGET_MAX apr_time_from_sec(1)
+
+typedef struct {
+    staple_reg_t *reg;
+    apr_uint32_t done;
+} probe_t;
+
+static void *APR_THREAD_FUNC probe_thread(apr_thread_t *t, void *data)
+{
+    probe_t *pr = data;
+    unsigned char buf[64];
+    unsigned int len = sizeof(buf);
+    apr_pool_t *p;
+
+    (void)t;
+    if (apr_pool_create_unmanaged_ex(&p, NULL, NULL) == APR_SUCCESS) {
+        pr->reg->shared.get(pr->reg->shared.baton, (const unsigned char *)"staple-probe",
+                            12, buf, &len, p);
+        apr_pool_destroy(p);
+    }
+    apr_atomic_set32(&pr->done, 1);
+    return NULL;
+}
+
+/*
+ * Before a round with a deadline, one look at StapleCache on the network,
+ * from a thread of its own: a cache that hangs (a paused redis waits for
+ * its RedisTimeout) must not hold the first responses back. Returns 0 when
+ * it did not answer within the budget; the thread is then left to finish
+ * or to end with the process (the startup child exits after its round).
+ */
+static int probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_t *p)
+{
+    probe_t *pr = calloc(1, sizeof(*pr));
+    apr_time_t until = apr_time_now() + budget;
+    apr_thread_t *t;
+    apr_status_t trv;
+
+    if (pr == NULL) {
+        return 1;
+    }
+    pr->reg = reg;
+    if (apr_thread_create(&t, NULL, probe_thread, pr, p) != APR_SUCCESS) {
+        free(pr);
+        return 1; /* no thread: the round is bounded by its deadline still */
+    }
+    while (!apr_atomic_read32(&pr->done) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(5));
+    }
+    if (!apr_atomic_read32(&pr->done)) {
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "%s did not answer within %" APR_TIME_T_FMT " ms: the startup "
+                       "fetch goes on without it, and the refresher uses it later",
+                       reg->shared.name, apr_time_as_msec(budget));
+        return 0;
+    }
+    apr_thread_join(&trv, t);
+    free(pr);
+    return 1;
+}
+
 static apr_time_t next_due(const staple_reg_t *reg)
 {
     apr_time_t next = staple_reg_now(reg) + STAPLE_IDLE_MAX;
@@ -472,6 +538,15 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     rd.waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
     rd.add_until = now + STAPLE_ROUND_MAX;
     rd.deadline = deadline;
+    reg->shared_off = 0;
+    reg->shared_budget = 0;
+    if (deadline && reg->node_local) {
+        reg->shared_budget = (deadline - now) / 4;
+        if (reg->shared_budget > STAPLE_SHARED_BUDGET_MAX) {
+            reg->shared_budget = STAPLE_SHARED_BUDGET_MAX;
+        }
+        reg->shared_off = !probe_shared(reg, reg->shared_budget, p);
+    }
     collect_due(&rd, fetches, now);
     if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
         return next_due(reg);
