@@ -111,21 +111,39 @@ void staple_conf_reg_opts(const staple_mod_conf_t *mc, staple_reg_opts_t *o)
     o->trusted = mc->trusted;
 }
 
-/* Parse a whole number of seconds, min_sec or more. */
+/* The longest any of the durations may be: ten years. */
+#define STAPLE_MAX_SECONDS (10L * 365 * 86400)
+
+/* Parse a whole number of seconds from min_sec to STAPLE_MAX_SECONDS; with
+ * min_sec -1, -1 stands for "no limit" and 0 is refused. */
 static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min_sec,
                                  apr_interval_time_t *out)
 {
+    const char *name = cmd->cmd->name;
     char *end;
     apr_int64_t v;
 
     errno = 0;
     v = apr_strtoi64(arg, &end, 10);
-    if (errno || end == arg || *end != '\0' || v < min_sec || v > 10L * 365 * 86400) {
+    if (min_sec < 0 && !errno && end != arg && *end == '\0' && v == 0) {
+        return apr_psprintf(cmd->pool,
+                            "%s: 0 would refuse every response; use -1 or a whole number "
+                            "of seconds from 1 to %ld (for example: %s 86400)",
+                            name, STAPLE_MAX_SECONDS, name);
+    }
+    if (errno || end == arg || *end != '\0' || v < min_sec || v > STAPLE_MAX_SECONDS) {
+        if (min_sec < 0) {
+            return apr_psprintf(cmd->pool,
+                                "%s: '%s' is not valid; use -1 or a whole number of "
+                                "seconds from 1 to %ld (for example: %s 86400; -1: no "
+                                "limit)",
+                                name, arg, STAPLE_MAX_SECONDS, name);
+        }
         return apr_psprintf(cmd->pool,
                             "%s: '%s' is not a valid number of seconds; use a whole "
-                            "number %s%" APR_INT64_T_FMT " (for example: %s %s)",
-                            cmd->cmd->name, arg, min_sec < 0 ? "of " : "from ", min_sec,
-                            cmd->cmd->name, min_sec < 0 ? "-1" : "10");
+                            "number from %" APR_INT64_T_FMT
+                            " to %ld (for example: %s 10)",
+                            name, arg, min_sec, STAPLE_MAX_SECONDS, name);
     }
     *out = apr_time_from_sec(v);
     return NULL;
@@ -323,10 +341,15 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/* A StapleRenewWindow in seconds beyond these is refused, or warned of. */
+#define STAPLE_RENEW_WINDOW_MAX  apr_time_from_sec(30 * 86400)
+#define STAPLE_RENEW_WINDOW_WARN apr_time_from_sec(86400)
+
 static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
 {
     staple_mod_conf_t *c = mod_conf(cmd);
     apr_size_t len = strlen(arg);
+    const char *err;
 
     (void)dc;
     GLOBAL_ONLY_CHECK(cmd);
@@ -345,7 +368,29 @@ static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
         return NULL;
     }
     c->renew_pct = -1;
-    return parse_seconds(cmd, arg, 0, &c->renew_window);
+    if ((err = parse_seconds(cmd, arg, 0, &c->renew_window)) != NULL) {
+        return err;
+    }
+    if (c->renew_window > STAPLE_RENEW_WINDOW_MAX) {
+        return apr_psprintf(
+            cmd->pool,
+            "StapleRenewWindow: %s seconds is longer than OCSP responses "
+            "live (30 days at most, commonly a few hours to 7 days): every "
+            "response would be renewed at every chance, about once a "
+            "minute; use a percentage (for example: StapleRenewWindow "
+            "50%%) or fewer seconds",
+            arg);
+    }
+    if (c->renew_window > STAPLE_RENEW_WINDOW_WARN) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     "StapleRenewWindow %s: longer than the validity of many OCSP "
+                     "responses (commonly a few hours to 7 days); one that is valid "
+                     "for less is renewed at every chance, about once a minute. A "
+                     "percentage (StapleRenewWindow 50%%) follows each response's "
+                     "validity",
+                     arg);
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -544,7 +589,8 @@ const command_rec staple_cmds[] = {
     SECONDS("StapleResponseTimeSkew", time_skew,
             "seconds of clock skew allowed on thisUpdate (default 300)"),
     SECONDS("StapleResponseMaxAge", max_age,
-            "refuse responses older than this many seconds; -1: no limit (default)"),
+            "-1 (no limit, the default) or seconds from 1: refuse and stop stapling "
+            "responses older than this"),
     SECONDS("StapleStandardCacheTimeout", standard_timeout,
             "refresh responses at least this often, in seconds (default 3600)"),
     SECONDS("StapleRetryDelay", retry_delay,

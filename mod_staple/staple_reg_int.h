@@ -81,7 +81,8 @@ typedef struct {
     apr_time_t checked_at;
     apr_time_t warned_at; /* last warning about a cache entry, rate limit */
 
-    int in_flight; /* being fetched by this process */
+    int in_flight;     /* being fetched by this process */
+    int window_warned; /* StapleRenewWindow is longer than its validity: said */
 } staple_item_t;
 
 struct staple_reg_t {

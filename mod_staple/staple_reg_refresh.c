@@ -361,6 +361,18 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                                                              : STAPLE_EVENT_RENEWED);
     sl->due = staple_refresh_due(&reg->opts.timing, now, info.this_update,
                                  sl->valid_until, staple_reg_jitter(reg));
+    if (reg->opts.timing.renew_pct < 0 &&
+        reg->opts.timing.renew_window >= sl->valid_until - info.this_update &&
+        !it->window_warned) {
+        it->window_warned = 1;
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "OCSP for %s: its responses are valid for %s, no longer than "
+                       "StapleRenewWindow (%s): each is renewed at every chance; set "
+                       "StapleRenewWindow to less, or to a percentage such as 50%%",
+                       it->cert->subject,
+                       staple_fmt_duration(p, sl->valid_until - info.this_update),
+                       staple_fmt_duration(p, reg->opts.timing.renew_window));
+    }
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                    "valid for %s, next refresh in %s",
