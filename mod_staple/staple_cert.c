@@ -23,6 +23,7 @@ static apr_status_t cert_cleanup(void *data)
     staple_cert_t *c = data;
 
     OCSP_CERTID_free(c->certid);
+    OCSP_CERTID_free(c->certid256);
     OPENSSL_free(c->req_der);
     return APR_SUCCESS;
 }
@@ -224,16 +225,19 @@ static const char *serial_hex(apr_pool_t *p, const X509 *x)
     return s;
 }
 
-static const char *first_ocsp_url(apr_pool_t *p, X509 *x)
+/* Every OCSP URI of the AIA extension, in order (const char *). */
+static apr_array_header_t *ocsp_urls(apr_pool_t *p, X509 *x)
 {
     STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(x);
-    const char *url = NULL;
+    apr_array_header_t *out = apr_array_make(p, 2, sizeof(const char *));
+    int i;
 
-    if (urls && sk_OPENSSL_STRING_num(urls) > 0) {
-        url = apr_pstrdup(p, sk_OPENSSL_STRING_value(urls, 0));
+    for (i = 0; urls && i < sk_OPENSSL_STRING_num(urls); i++) {
+        APR_ARRAY_PUSH(out, const char *) =
+            apr_pstrdup(p, sk_OPENSSL_STRING_value(urls, i));
     }
     X509_email_free(urls);
-    return url;
+    return out;
 }
 
 static int has_must_staple(X509 *x)
@@ -315,7 +319,9 @@ apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *
     c->id_hex = staple_hex(p, c->id, STAPLE_ID_LEN);
     c->subject = name_oneline(p, X509_get_subject_name(x));
     c->serial = serial_hex(p, x);
-    c->ocsp_url = first_ocsp_url(p, x);
+    c->ocsp_urls = ocsp_urls(p, x);
+    c->ocsp_url =
+        c->ocsp_urls->nelts ? APR_ARRAY_IDX(c->ocsp_urls, 0, const char *) : NULL;
     c->must_staple = has_must_staple(x);
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     /* names, key identifiers and signature; key usage does not matter here */
@@ -338,6 +344,8 @@ apr_status_t staple_cert_load(staple_cert_t **pcert, apr_pool_t *p, const char *
         rv = APR_NOTFOUND;
     } else if (oom ||
                (c->certid = OCSP_cert_to_id(EVP_sha1(), x, c->issuer->x509)) == NULL ||
+               (c->certid256 = OCSP_cert_to_id(EVP_sha256(), x, c->issuer->x509)) ==
+                   NULL ||
                make_request(c) != APR_SUCCESS) {
         apr_cpystrn(err, "out of memory preparing the OCSP request", errlen);
         rv = APR_ENOMEM;

@@ -6,6 +6,7 @@
 #define STAPLE_CERT_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <apr_time.h>
 #include <openssl/crypto.h>
 #include <openssl/ocsp.h>
@@ -59,11 +60,13 @@ int staple_issuers_count(const staple_issuers_t *set);
 typedef struct staple_cert_t {
     const staple_issuer_t *issuer;   /**< NULL when self-signed or not found */
     OCSP_CERTID *certid;             /**< SHA-1 CertID, as sent in requests */
+    OCSP_CERTID *certid256;          /**< the SHA-256 CertID, as some clients ask */
     unsigned char id[STAPLE_ID_LEN]; /**< SHA-1 of the certificate's DER */
     const char *id_hex;              /**< id in hex, for file names and logs */
     const char *subject;             /**< one-line subject for log lines */
     const char *serial;              /**< serial number in hex */
     const char *ocsp_url;            /**< first OCSP URI of the AIA extension, or NULL */
+    apr_array_header_t *ocsp_urls;   /**< every OCSP URI of it, in order */
     int must_staple;                 /**< TLS Feature extension asks for status_request */
     int self_signed;                 /**< issued by itself: nobody to ask */
     apr_time_t not_after;            /**< end of the certificate's validity */
