@@ -213,6 +213,22 @@ void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
     reg->node_local = local != NULL;
 }
 
+/* The process copies go with the process's pool, before their locks. */
+static apr_status_t copies_cleanup(void *data)
+{
+    staple_reg_t *reg = data;
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        free(it->der);
+        it->der = NULL;
+        it->der_len = 0;
+        it->lock = NULL;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild)
 {
     apr_status_t rv;
@@ -224,6 +240,7 @@ apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild)
             return rv;
         }
     }
+    apr_pool_cleanup_register(pchild, reg, copies_cleanup, apr_pool_cleanup_null);
     return APR_SUCCESS;
 }
 
