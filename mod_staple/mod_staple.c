@@ -129,7 +129,7 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
         return DECLINED;
     }
     return staple_reg_add(reg, (const unsigned char *)id, pem, vhost_name(p, s),
-                          sc->force_url)
+                          sc->force_urls)
                ? OK
                : DECLINED;
 }
@@ -284,6 +284,7 @@ static void staple_register_hooks(apr_pool_t *p)
     ap_hook_ssl_ocsp_prime_hook(staple_prime, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_get_resp_hook(staple_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
     staple_status_register_hooks(p);
+    staple_relay_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA staple_module = {

@@ -19,6 +19,7 @@ static staple_mod_conf_t *mod_conf_make(apr_pool_t *p)
     staple_mod_conf_t *mc = apr_pcalloc(p, sizeof(*mc));
 
     mc->event_timeout = STAPLE_UNSET;
+    mc->request_method = STAPLE_UNSET;
     mc->startup_timeout = STAPLE_UNSET;
     mc->responder_timeout = STAPLE_UNSET;
     mc->time_skew = STAPLE_UNSET;
@@ -37,7 +38,7 @@ void *staple_create_srv_conf(apr_pool_t *p, server_rec *s)
 
     (void)s;
     c->engine = STAPLE_UNSET;
-    c->force_url = NULL;
+    c->force_urls = NULL;
     /* only the main server's is used: virtual hosts get it by the merge */
     c->mc = mod_conf_make(p);
     return c;
@@ -49,7 +50,7 @@ void *staple_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     staple_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->engine = (add->engine != STAPLE_UNSET) ? add->engine : base->engine;
-    c->force_url = add->force_url ? add->force_url : base->force_url;
+    c->force_urls = add->force_urls ? add->force_urls : base->force_urls;
     /* the server-wide directives are GLOBAL_ONLY: always the main server's */
     c->mc = base->mc;
     return c;
@@ -108,6 +109,7 @@ void staple_conf_reg_opts(const staple_mod_conf_t *mc, staple_reg_opts_t *o)
     o->timing.retry_max = OR_DEFAULT(mc->error_timeout, apr_time_from_sec(600));
     o->fetch.timeout = OR_DEFAULT(mc->responder_timeout, apr_time_from_sec(10));
     o->fetch.proxy = mc->proxy;
+    o->request_method = OR_DEFAULT(mc->request_method, STAPLE_METHOD_AUTO);
     o->trusted = mc->trusted;
 }
 
@@ -258,39 +260,68 @@ static int is_http_url(apr_pool_t *p, const char *arg)
            uri.hostname != NULL && uri.hostname[0] != '\0';
 }
 
-/* StapleForceURL and StapleProxy: an http(s) URL, stored at the offset in
- * the command's table entry (of the server-wide settings when global_only,
- * else of the server's); the example shows the operator the form. */
-typedef struct {
-    apr_size_t offset;
-    int global_only;
-    const char *example;
-} url_arg_t;
-
-static const url_arg_t arg_force_url = {APR_OFFSETOF(staple_srv_conf_t, force_url), 0,
-                                        "the responder's URL, for example "
-                                        "http://ocsp.example.com/"};
-static const url_arg_t arg_proxy = {APR_OFFSETOF(staple_mod_conf_t, proxy), 1,
-                                    "the proxy's URL, for example "
-                                    "http://proxy.example.com:3128/"};
-
-static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
+/* An error naming the directive and the form when arg is not an http(s)
+ * URL with a host (shown without a password); NULL when it is. */
+static const char *check_url(cmd_parms *cmd, const char *arg, const char *example)
 {
-    const url_arg_t *spec = cmd->info;
-    void *base;
+    if (is_http_url(cmd->pool, arg)) {
+        return NULL;
+    }
+    return apr_psprintf(cmd->pool, "%s: '%s' is not an http:// or https:// URL; use %s",
+                        cmd->cmd->name, staple_url_shown(cmd->pool, arg), example);
+}
+
+/* StapleForceURL url [url ...]: each argument adds one, tried in order. */
+static const char *set_force_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *sc = staple_srv_conf(cmd->server);
+    const char *err =
+        check_url(cmd, arg, "the responder's URL, for example http://ocsp.example.com/");
 
     (void)dc;
-    if (spec->global_only) {
-        GLOBAL_ONLY_CHECK(cmd);
+    if (err) {
+        return err;
     }
-    if (!is_http_url(cmd->pool, arg)) {
+    if (sc->force_urls == NULL) {
+        sc->force_urls = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(sc->force_urls, const char *) = arg;
+    return NULL;
+}
+
+static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err;
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if ((err = check_url(
+             cmd, arg, "the proxy's URL, for example http://proxy.example.com:3128/"))) {
+        return err;
+    }
+    mod_conf(cmd)->proxy = arg;
+    return NULL;
+}
+
+static const char *set_request_method(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_mod_conf_t *c = mod_conf(cmd);
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (!strcasecmp(arg, "auto")) {
+        c->request_method = STAPLE_METHOD_AUTO;
+    } else if (!strcasecmp(arg, "get")) {
+        c->request_method = STAPLE_METHOD_GET;
+    } else if (!strcasecmp(arg, "post")) {
+        c->request_method = STAPLE_METHOD_POST;
+    } else {
         return apr_psprintf(
-            cmd->pool, "%s: '%s' is not an http:// or https:// URL; use %s",
-            cmd->cmd->name, staple_url_shown(cmd->pool, arg), spec->example);
+            cmd->pool,
+            "StapleRequestMethod: '%s' is not auto, get or post (auto: GET "
+            "when the request fits, POST when a responder refuses GET)",
+            arg);
     }
-    base =
-        spec->global_only ? (void *)mod_conf(cmd) : (void *)staple_srv_conf(cmd->server);
-    *(const char **)((char *)base + spec->offset) = arg;
     return NULL;
 }
 
@@ -555,14 +586,17 @@ const command_rec staple_cmds[] = {
     AP_INIT_FLAG("StapleEngine", set_engine, NULL, RSRC_CONF,
                  "on|off: take over OCSP stapling for this server's certificates "
                  "(default on)"),
-    AP_INIT_TAKE1("StapleForceURL", set_url, (void *)&arg_force_url, RSRC_CONF,
-                  "http(s) URL of the OCSP responder to use instead of the "
-                  "certificate's"),
+    AP_INIT_ITERATE("StapleForceURL", set_force_url, NULL, RSRC_CONF,
+                    "http(s) URLs of the OCSP responders to ask instead of the "
+                    "certificate's, in order (the last one that answered first)"),
+    AP_INIT_TAKE1("StapleRequestMethod", set_request_method, NULL, RSRC_CONF,
+                  "auto|get|post: GET when the request fits and POST when a responder "
+                  "refuses it (auto, the default), GET, or always POST"),
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
                   "SSLStaplingCache (default: shmcb sized for the certificates, 8 KiB "
                   "each, 1 MiB at least)"),
-    AP_INIT_TAKE1("StapleProxy", set_url, (void *)&arg_proxy, RSRC_CONF,
+    AP_INIT_TAKE1("StapleProxy", set_proxy, NULL, RSRC_CONF,
                   "http(s) URL of the HTTP proxy for responder requests (default: none, "
                   "the environment's proxy variables are ignored)"),
     AP_INIT_RAW_ARGS("StapleEventCmd", set_event_cmd, NULL, RSRC_CONF,

@@ -27,6 +27,7 @@ typedef struct {
     const char *store;                 /**< StapleStore as written, or NULL when unset */
     STACK_OF(X509) *trusted;           /**< StapleTrustedCertificate, or NULL */
     apr_interval_time_t event_timeout; /**< StapleEventTimeout */
+    int request_method;                /**< StapleRequestMethod, STAPLE_METHOD_* */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;
     apr_interval_time_t time_skew;
@@ -40,9 +41,9 @@ typedef struct {
 
 /** Per-server settings, merged from the main server into virtual hosts. */
 typedef struct {
-    int engine;            /**< StapleEngine, STAPLE_UNSET until set */
-    const char *force_url; /**< StapleForceURL */
-    staple_mod_conf_t *mc; /**< the server-wide settings, shared */
+    int engine;                     /**< StapleEngine, STAPLE_UNSET until set */
+    apr_array_header_t *force_urls; /**< StapleForceURL (const char *), or NULL */
+    staple_mod_conf_t *mc;          /**< the server-wide settings, shared */
 } staple_srv_conf_t;
 
 extern const command_rec staple_cmds[];

@@ -85,6 +85,32 @@ staple_events_t *staple_events_make(apr_pool_t *pool, server_rec *s,
  */
 int staple_events_run(staple_events_t *ev, const apr_array_header_t *events);
 
+/* --- mod_staple_control.c: refresh and DER on the status handler -------- */
+
+/** A response copied out of the registry, into pool. */
+typedef struct {
+    apr_pool_t *pool;
+    unsigned char *der; /* NULL: none */
+    apr_size_t len;
+} staple_der_t;
+
+/** A staple_copy_fn that fills a staple_der_t. */
+void staple_der_copy(const unsigned char *der, apr_size_t len, void *baton);
+
+/** A certificate id from its 40 hex digits; 0 when it is not one. */
+int staple_id_from_hex(const char *hex, unsigned char id[STAPLE_ID_LEN]);
+
+/**
+ * ?refresh (POST) and ?der=<id> on the status handler; DECLINED for any
+ * other request (reg NULL: nothing is stapled).
+ */
+int staple_control(request_rec *r, staple_reg_t *reg);
+
+/* --- mod_staple_relay.c: SetHandler staple-responder ----------------------- */
+
+/** The relay handler. */
+void staple_relay_register_hooks(apr_pool_t *p);
+
 /* --- mod_staple_status.c: the status handler --------------------------- */
 
 /** The staple-status handler and the mod_status section. */

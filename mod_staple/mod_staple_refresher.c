@@ -26,6 +26,10 @@
 
 #define STAPLE_WATCHDOG "_staple_"
 
+/* The longest the refresher sleeps: a round that finds nothing due costs a
+ * loop over the certificates' slots in shared memory. */
+#define STAPLE_REFRESHER_TICK apr_time_from_sec(1)
+
 /* ------------------------------------------------------------------ */
 /* StapleStore                                                         */
 
@@ -201,7 +205,6 @@ static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
     apr_time_t next, now;
     apr_array_header_t *events;
     apr_pool_t *p;
-    int running;
 
     if (apr_allocator_create(&alloc) != APR_SUCCESS) {
         return apr_time_from_sec(1);
@@ -211,14 +214,18 @@ static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
     apr_pool_tag(p, "staple_refresher");
     next = staple_reg_refresh(rf->reg, 0, 1, p);
     events = staple_reg_take_events(rf->reg, p);
-    running = events_of(rf) ? staple_events_run(rf->events, events) : 0;
+    if (events_of(rf)) {
+        staple_events_run(rf->events, events);
+    }
     apr_pool_destroy(p);
 
     now = apr_time_now();
-    if (running > 0 && next > now + apr_time_from_sec(1)) {
-        next = now + apr_time_from_sec(1); /* to start the next, collect the ended */
+    /* sleep until the earliest due time, but look again within a second:
+     * a refresh asked for on the status page (another process) is done at
+     * once, and event programs are started and collected */
+    if (next > now + STAPLE_REFRESHER_TICK) {
+        next = now + STAPLE_REFRESHER_TICK;
     }
-    /* sleep until the earliest due time, no polling in between */
     return next > now + apr_time_from_msec(200) ? next - now : apr_time_from_msec(200);
 }
 

@@ -17,13 +17,15 @@
  * Shared memory: made by httpd's parent before the children exist, so every
  * process of the server sees the same bytes.
  *
- *   +----------------+--------+--------+-----+----------+
- *   | staple_stats_t | slot 0 | slot 1 | ... | slot n-1 |
- *   +----------------+--------+--------+-----+----------+
+ *   +----------------+--------+-----+----------+---------+-----+-----------+
+ *   | staple_stats_t | slot 0 | ... | slot n-1 | rslot 0 | ... | rslot m-1 |
+ *   +----------------+--------+-----+----------+---------+-----+-----------+
  *   ^ shm             ^ shm + APR_ALIGN_DEFAULT(sizeof(staple_stats_t))
+ *                                               ^ APR_ALIGN_DEFAULT after the slots
  *
- * One staple_slot_t per claimed certificate, in the order of
- * reg->items. Who writes and who reads each field:
+ * One staple_slot_t per claimed certificate, in the order of reg->items,
+ * then one staple_rslot_t per responder URL, in the order of
+ * reg->responders. Who writes and who reads each field:
  *
  *   F  the process fetching: first the startup child, then the refresher
  *      (a watchdog singleton, in one child at a time). Only one of them runs
@@ -36,7 +38,36 @@ typedef struct {
     apr_uint32_t outcomes[STAPLE_OUTCOME_COUNT];     /* F atomic; S */
     apr_uint32_t duration_hist[STAPLE_HIST_BUCKETS]; /* F atomic; S */
     apr_uint64_t duration_sum_us;                    /* F; S */
+    apr_uint32_t refresh_gen; /* R atomic: a refresh was asked for; F reads */
+    apr_uint64_t relay[STAPLE_RELAY_COUNT]; /* R atomic: relay answers; S */
 } staple_stats_t;
+
+#define STAPLE_ADDR_LEN 200
+
+/* A responder URL's state (R: the status handler, any process). */
+typedef struct {
+    apr_uint64_t successes, failures;  /* F: fetches by outcome; S */
+    apr_uint32_t consecutive;          /* F: failures since the last success; S */
+    apr_uint32_t post_only;            /* F: it refused a GET, POST from now on; F; S */
+    apr_time_t last_used_at;           /* F: the last fetch from it; S */
+    apr_time_t last_ok_at;             /* F; S */
+    apr_time_t last_error_at;          /* F; S */
+    char last_error[STAPLE_ERROR_LEN]; /* F; S */
+    apr_uint32_t clock_known;          /* F: clock_offset was measured; S */
+    apr_interval_time_t clock_offset;  /* F: local clock minus the responder's; S */
+    apr_time_t clock_warned_at;        /* F: the last warning about it */
+    apr_time_t resolved_at;            /* F: when addresses was resolved */
+    char addresses[STAPLE_ADDR_LEN];   /* F: its host's addresses, comma-separated; S */
+} staple_rslot_t;
+
+/* A responder URL, shared by the certificates that name it. */
+typedef struct {
+    const char *url;
+    const char *url_shown; /* without a password, for people */
+    const char *host;
+    unsigned int port;
+    int index; /* into reg->responders and the responder slots */
+} staple_responder_t;
 
 typedef struct {
     apr_uint32_t gen;                  /* F atomic, after a new response is in the
@@ -59,6 +90,9 @@ typedef struct {
     apr_interval_time_t last_duration; /* F: the responder's response time; S */
     apr_time_t last_error_at;          /* F: 0 until a fetch failed; S */
     char last_error[STAPLE_ERROR_LEN]; /* F: why the last fetch failed; S */
+    apr_uint32_t url_pref;             /* F: its URL (index) that answered last; S */
+    apr_uint32_t refresh_asked;        /* R: fetch now, whatever the schedule; F */
+    apr_time_t store_mtime;            /* F: the StapleStore file as last seen */
     apr_uint32_t events_pending;       /* F: a bit per staple_event_e */
     apr_time_t event_at[STAPLE_EVENT_COUNT]; /* F: last run, for rate limiting */
 } staple_slot_t;
@@ -67,8 +101,7 @@ typedef struct {
  * this process's own and guarded by lock. */
 typedef struct {
     staple_cert_t *cert;
-    const char *url;            /* responder URL in use */
-    const char *url_shown;      /* the same without a password, for people */
+    apr_array_header_t *urls;   /* staple_responder_t *: its responders, in order */
     apr_array_header_t *vhosts; /* const char *: servers using it */
     int claimed;
     int index; /* into reg->items and the slots, when claimed */
@@ -76,12 +109,15 @@ typedef struct {
     apr_thread_rwlock_t *lock;
     unsigned char *der; /* malloc'ed: the process copy */
     apr_size_t der_len;
-    apr_time_t next_update;
+    apr_time_t next_update; /* until when the copy may be stapled */
+    apr_time_t copy_this_update, copy_next_update;
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
     apr_time_t warned_at; /* last warning about a cache entry, rate limit */
 
     int in_flight;     /* being fetched by this process */
+    int try_k;         /* the URL (index into urls) being tried */
+    int tried;         /* URLs tried in this fetch */
     int window_warned; /* StapleRenewWindow is longer than its validity: said */
 } staple_item_t;
 
@@ -101,9 +137,55 @@ struct staple_reg_t {
      * it must not keep the first responses from the handshakes. */
     apr_interval_time_t shared_budget; /* 0: no limit */
     int shared_off;
+    apr_time_t next_store_scan;     /* of this process (the refresher) */
+    apr_array_header_t *responders; /* staple_responder_t * */
+    apr_hash_t *responder_by_url;
+    apr_hash_t *by_certid; /* CertID (staple_reg_relay.c's key) -> staple_item_t */
     staple_stats_t *stats;
     staple_slot_t *slots;
+    staple_rslot_t *rslots;
 };
+
+/* The process copy of a certificate's response to copy, with its times;
+ * 1 when a valid one was there (NULL went to copy otherwise). */
+int staple_reg_copy(staple_reg_t *reg, staple_item_t *it, staple_copy_fn *copy,
+                    void *baton, apr_time_t *this_update, apr_time_t *next_update,
+                    apr_pool_t *p);
+
+/* The responder of a URL, made on first use (staple_reg_responders.c). */
+staple_responder_t *staple_reg_responder(staple_reg_t *reg, const char *url);
+
+/* Ask this responder with POST (StapleRequestMethod, or it refused GET). */
+int staple_reg_use_post(const staple_reg_t *reg, const staple_responder_t *r);
+
+/* 1 when a GET fetch was refused (HTTP 400, 404, 405) by a responder that
+ * is now asked with POST (StapleRequestMethod auto): try again at once. */
+int staple_reg_get_refused(staple_reg_t *reg, const staple_responder_t *r,
+                           const staple_fetch_t *f);
+
+/* What a fetch from a responder came to. */
+void staple_reg_responder_failed(staple_reg_t *reg, const staple_responder_t *r,
+                                 apr_time_t now, const char *why);
+void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
+                             const staple_fetch_t *f, const staple_resp_info_t *info,
+                             apr_time_t now);
+
+/* Resolve the hosts of the responders used since, for the status page. */
+void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t since, apr_pool_t *p);
+
+/* The responders of a snapshot. */
+void staple_reg_snap_responders(staple_reg_t *reg, staple_snapshot_t *snap,
+                                apr_pool_t *p);
+
+/* Index a claimed certificate by its CertIDs, for the relay. */
+void staple_reg_index_certids(staple_reg_t *reg, staple_item_t *it);
+
+/* The responder of a certificate's URL k, and the one it is using. */
+#define STAPLE_URL(it, k) APR_ARRAY_IDX((it)->urls, (k), staple_responder_t *)
+const staple_responder_t *staple_reg_url_in_use(const staple_reg_t *reg,
+                                                const staple_item_t *it);
+apr_uint32_t staple_reg_url_in_use_index(const staple_reg_t *reg,
+                                         const staple_item_t *it);
 
 /* The registry's time and jitter. */
 apr_time_t staple_reg_now(const staple_reg_t *reg);

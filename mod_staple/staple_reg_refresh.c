@@ -27,6 +27,7 @@ typedef struct {
     staple_reg_t *reg;
     apr_pool_t *pool;
     apr_array_header_t *waiting; /* items whose lease another server holds */
+    apr_array_header_t *retry;   /* staple_fetch_t *: the next URL, or POST */
     apr_time_t add_until;        /* no new fetch joins the round after this */
     int keep_adding;
     int deferred;        /* fetches the deadline came before */
@@ -47,8 +48,9 @@ static void count_outcome(staple_reg_t *reg, int outcome, apr_interval_time_t du
     reg->stats->duration_sum_us += (apr_uint64_t)duration;
 }
 
-static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
-                           const char *what, apr_pool_t *p)
+static void record_failure(staple_reg_t *reg, staple_item_t *it,
+                           const staple_responder_t *r, apr_time_t now, const char *what,
+                           apr_pool_t *p)
 {
     staple_slot_t *sl = &reg->slots[it->index];
     const char *left;
@@ -65,7 +67,7 @@ static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                : "no valid response to staple";
     staple_reg_log(reg, STAPLE_LOG_WARNING,
                    "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
-                   it->cert->subject, it->cert->serial, it->url_shown, what, left,
+                   it->cert->subject, it->cert->serial, r->url_shown, what, left,
                    staple_fmt_duration(p, sl->due - now), (int)sl->failures);
     if (sl->valid_until > now &&
         (sl->valid_until - now) * 10 < sl->valid_until - sl->this_update) {
@@ -89,13 +91,20 @@ static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char
 {
     char err[512];
 
-    if (reg->opts.store && staple_store_save(reg->opts.store, it->cert->id_hex, der, len,
-                                             p, err, sizeof(err)) != APR_SUCCESS) {
+    if (reg->opts.store == NULL) {
+        return;
+    }
+    if (staple_store_save(reg->opts.store, it->cert->id_hex, der, len, p, err,
+                          sizeof(err)) != APR_SUCCESS) {
         staple_reg_log(reg, STAPLE_LOG_WARNING,
                        "StapleStore: cannot keep the response for %s: %s; stapling "
                        "goes on from memory",
                        it->cert->subject, err);
+        return;
     }
+    /* this server's own file: the store scan passes it over */
+    staple_store_mtime(reg->opts.store, it->cert->id_hex,
+                       &reg->slots[it->index].store_mtime, p);
 }
 
 /* A verified response with the time it was fetched. */
@@ -109,7 +118,7 @@ typedef struct {
 /* Read and verify the certificate's file in StapleStore. Expired and
  * rejected files are removed. */
 static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp_t *r,
-                      apr_pool_t *p)
+                      int remove_bad, apr_pool_t *p)
 {
     const char *path, *dir = reg->opts.store;
     staple_check_e rc;
@@ -128,7 +137,7 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
         staple_reg_log(reg, STAPLE_LOG_WARNING,
                        "StapleStore: cannot read %s for %s, ignoring it", path,
                        it->cert->subject);
-        if (rv == APR_ENOSPC) {
+        if (rv == APR_ENOSPC && remove_bad) {
             staple_store_remove(dir, it->cert->id_hex, p);
         }
         return 0;
@@ -136,11 +145,13 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
     rc = staple_ocsp_check(it->cert, r->der, r->len, now, &reg->opts.check, &r->info, why,
                            sizeof(why));
     if (rc != STAPLE_CHECK_OK) {
-        staple_reg_log(reg,
-                       rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
-                       "StapleStore: %s for %s rejected (%s): %s; removed", path,
-                       it->cert->subject, staple_check_name(rc), why);
-        staple_store_remove(dir, it->cert->id_hex, p);
+        staple_reg_log(
+            reg, rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
+            "StapleStore: %s for %s rejected (%s): %s%s", path, it->cert->subject,
+            staple_check_name(rc), why, remove_bad ? "; removed" : "");
+        if (remove_bad) {
+            staple_store_remove(dir, it->cert->id_hex, p);
+        }
         return 0;
     }
     /* the file's time is not signed: keep it plausible */
@@ -188,7 +199,8 @@ static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 
     /* nothing held yet on this server: the store on disk comes first, it
      * does not depend on a cache on the network answering */
-    if (sl->this_update == 0 && store_read(reg, it, now, &st, p)) {
+    if (sl->this_update == 0 && store_read(reg, it, now, &st, 1, p)) {
+        staple_store_mtime(reg->opts.store, it->cert->id_hex, &sl->store_mtime, p);
         stored = 1;
         if (reg->node_local) {
             staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, 0, p);
@@ -290,11 +302,56 @@ static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int 
 /* ------------------------------------------------------------------ */
 /* Fetching                                                            */
 
+/* A fetch of certificate it from its URL k. */
+static staple_fetch_t *make_fetch(round_t *rd, staple_item_t *it, int k, int post)
+{
+    staple_fetch_t *f = apr_pcalloc(rd->pool, sizeof(*f));
+    const staple_responder_t *r = STAPLE_URL(it, k);
+
+    f->url = r->url;
+    f->post = post || staple_reg_use_post(rd->reg, r);
+    f->req = it->cert->req_der;
+    f->req_len = it->cert->req_len;
+    f->baton = it;
+    it->try_k = k;
+    it->in_flight = 1;
+    return f;
+}
+
+/*
+ * A fetch from one URL failed: the certificate's next URL, if it has one
+ * not tried in this fetch, is asked at once; otherwise the failure counts.
+ */
+static void fetch_failed(round_t *rd, staple_item_t *it, const staple_responder_t *r,
+                         apr_time_t now, const char *what)
+{
+    staple_reg_t *reg = rd->reg;
+    int n = it->urls->nelts;
+
+    staple_reg_responder_failed(reg, r, now, what);
+    if (it->tried < n) {
+        int k = (it->try_k + 1) % n;
+        it->tried++;
+        staple_reg_log(reg, STAPLE_LOG_INFO, "OCSP for %s from %s: %s; trying %s",
+                       it->cert->subject, r->url_shown, what,
+                       STAPLE_URL(it, k)->url_shown);
+        APR_ARRAY_PUSH(rd->retry, staple_fetch_t *) = make_fetch(rd, it, k, 0);
+        return;
+    }
+    it->in_flight = 0;
+    record_failure(reg, it, r, now,
+                   n > 1 ? apr_psprintf(rd->pool, "%s (and %d other responder(s) failed)",
+                                        what, n - 1)
+                         : what,
+                   rd->pool);
+}
+
 static void on_fetched(staple_fetch_t *f, void *ctx)
 {
     round_t *rd = ctx;
     staple_reg_t *reg = rd->reg;
     staple_item_t *it = f->baton;
+    const staple_responder_t *r = STAPLE_URL(it, it->try_k);
     apr_pool_t *p = rd->pool;
     apr_time_t now = staple_reg_now(reg);
     staple_slot_t *sl = &reg->slots[it->index];
@@ -304,33 +361,37 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_check_e rc;
     char why[256];
 
-    it->in_flight = 0;
     if (!f->started || (f->status == APR_TIMEUP && rd->deadline &&
                         now + apr_time_from_msec(50) >= rd->deadline)) {
         /* never asked, or cut short by the round's deadline (startup):
          * left to the refresher, not a responder failure */
+        it->in_flight = 0;
         rd->deferred++;
         return;
     }
     sl->last_attempt = now - f->duration;
     sl->last_duration = f->duration;
+    if (staple_reg_get_refused(reg, r, f)) {
+        /* the same responder again, with POST, at once */
+        APR_ARRAY_PUSH(rd->retry, staple_fetch_t *) = make_fetch(rd, it, it->try_k, 1);
+        return;
+    }
     if (f->status != APR_SUCCESS) {
         count_outcome(reg, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
-        record_failure(
-            reg, it, now,
+        fetch_failed(
+            rd, it, r, now,
             apr_psprintf(p, "fetch failed after %.1f ms (%s%s%s): %s",
                          (double)f->duration / 1000.0, f->method ? f->method : "-",
-                         proxy ? " via StapleProxy " : "", proxy ? proxy : "", f->error),
-            p);
+                         proxy ? " via StapleProxy " : "", proxy ? proxy : "", f->error));
         return;
     }
     rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &reg->opts.check, &info,
                            why, sizeof(why));
     if (rc != STAPLE_CHECK_OK) {
         count_outcome(reg, (int)rc, f->duration);
-        record_failure(
-            reg, it, now,
-            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
+        fetch_failed(
+            rd, it, r, now,
+            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why));
         return;
     }
     /* a valid response, but perhaps an older one replayed: freshness only
@@ -341,18 +402,21 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
         int outcome =
             fresh == STAPLE_FRESH_OLDER ? STAPLE_OUTCOME_OLDER : STAPLE_OUTCOME_UNREVOKED;
         count_outcome(reg, outcome, f->duration);
-        record_failure(
-            reg, it, now,
-            apr_psprintf(p,
-                         "response refused (%s): %s, %s, is older than the "
-                         "response held (%s, %s)",
-                         staple_outcome_name(outcome),
-                         staple_cert_status_name(info.cert_status), resp_times(p, &info),
-                         staple_cert_status_name(held.cert_status), resp_times(p, &held)),
-            p);
+        fetch_failed(rd, it, r, now,
+                     apr_psprintf(p,
+                                  "response refused (%s): %s, %s, is older than the "
+                                  "response held (%s, %s)",
+                                  staple_outcome_name(outcome),
+                                  staple_cert_status_name(info.cert_status),
+                                  resp_times(p, &info),
+                                  staple_cert_status_name(held.cert_status),
+                                  resp_times(p, &held)));
         return;
     }
+    it->in_flight = 0;
     count_outcome(reg, STAPLE_CHECK_OK, f->duration);
+    staple_reg_responder_ok(reg, r, f, &info, now);
+    sl->url_pref = (apr_uint32_t)it->try_k; /* asked first next time */
     staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
     store_save(reg, it, f->body, f->body_len, p);
     sl->failures = 0;
@@ -376,7 +440,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                    "valid for %s, next refresh in %s",
-                   it->cert->subject, it->cert->serial, it->url_shown,
+                   it->cert->subject, it->cert->serial, r->url_shown,
                    staple_cert_status_name(info.cert_status),
                    (double)f->duration / 1000.0, f->method,
                    staple_fmt_duration(p, sl->valid_until - now),
@@ -399,11 +463,16 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
     for (i = 0; i < reg->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
         staple_slot_t *sl = &reg->slots[it->index];
-        staple_fetch_t *f;
+        int asked;
 
-        /* the shared cache first, also while this server's own fetches fail:
-         * the cluster's fresh responses are as good as its own */
-        if (it->in_flight || sl->due > now || adopt_cached(reg, it, now, p)) {
+        if (it->in_flight || (sl->due > now && !apr_atomic_read32(&sl->refresh_asked))) {
+            continue;
+        }
+        /* an operator's refresh fetches whatever the shared cache holds;
+         * otherwise the shared cache first, also while this server's own
+         * fetches fail: the cluster's fresh responses are as good */
+        asked = apr_atomic_xchg32(&sl->refresh_asked, 0);
+        if (!asked && adopt_cached(reg, it, now, p)) {
             continue;
         }
         /* a failing server does not take the lease, which would keep the
@@ -414,13 +483,10 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
             APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
             continue;
         }
-        f = apr_pcalloc(p, sizeof(*f));
-        f->url = it->url;
-        f->req = it->cert->req_der;
-        f->req_len = it->cert->req_len;
-        f->baton = it;
-        it->in_flight = 1;
-        APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
+        /* the URL that answered last first */
+        it->tried = 1;
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
+            make_fetch(rd, it, (int)staple_reg_url_in_use_index(reg, it), 0);
     }
 }
 
@@ -430,11 +496,18 @@ static void more_due(apr_array_header_t *fetches, void *ctx)
 {
     round_t *rd = ctx;
     apr_time_t now = staple_reg_now(rd->reg);
+    int i;
 
+    /* the next URL of a certificate whose fetch failed, at once */
+    for (i = 0; i < rd->retry->nelts; i++) {
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
+            APR_ARRAY_IDX(rd->retry, i, staple_fetch_t *);
+    }
+    rd->retry->nelts = 0;
     if (rd->reg->opts.stopping && rd->reg->opts.stopping()) {
         return; /* let the running transfers end and the process go */
     }
-    if (now < rd->add_until) {
+    if (rd->keep_adding && now < rd->add_until) {
         collect_due(rd, fetches, now);
     }
 }
@@ -457,6 +530,84 @@ static void wait_for_leases(round_t *rd)
                 i--;
             }
         }
+    }
+}
+
+/* A response put into StapleStore by another process is seen within this
+ * (offline delivery). */
+#define STAPLE_STORE_SCAN apr_time_from_sec(50)
+
+/* Put a response into StapleCache unless it holds the same or a newer one. */
+static void share_unless_newer(staple_reg_t *reg, staple_item_t *it, const resp_t *r,
+                               apr_time_t now, apr_pool_t *p)
+{
+    resp_t sh;
+    char why[256];
+
+    if (staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
+                              &sh.fetched_at, &sh.info, why, sizeof(why),
+                              p) == APR_SUCCESS) {
+        staple_fresh_e f = staple_resp_compare(&r->info, &sh.info);
+        free(sh.der);
+        if (f == STAPLE_FRESH_NEWER || f == STAPLE_FRESH_SAME) {
+            return; /* StapleCache is as new already, or newer */
+        }
+    }
+    staple_reg_share(reg, it, r->der, r->len, r->fetched_at, &r->info, p);
+}
+
+/*
+ * Responses dropped into StapleStore by another process (copied from a
+ * host that reaches the CA): a file whose time changed since this server
+ * wrote or saw it is read, verified, and stapled when newer than the one
+ * held. Files that do not pass are reported, and left alone.
+ */
+static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        staple_slot_t *sl = &reg->slots[i];
+        staple_resp_info_t held;
+        apr_time_t mtime;
+        resp_t st;
+
+        /* with nothing held yet, the startup's look at the store and the
+         * shared cache (adopt_cached) decides */
+        if (it->in_flight || sl->this_update == 0 ||
+            staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) !=
+                APR_SUCCESS ||
+            mtime == sl->store_mtime) {
+            continue;
+        }
+        sl->store_mtime = mtime;
+        if (!store_read(reg, it, now, &st, 0, p)) {
+            continue;
+        }
+        staple_reg_held(sl, &held);
+        if (staple_resp_compare(&held, &st.info) != STAPLE_FRESH_NEWER) {
+            staple_reg_log(reg, STAPLE_LOG_INFO,
+                           "OCSP for %s: the response put into StapleStore (%s) is not "
+                           "newer than the one held (%s): kept the one held",
+                           it->cert->subject, resp_times(p, &st.info),
+                           resp_times(p, &held));
+            continue;
+        }
+        staple_reg_publish(reg, it, st.der, st.len, now, &st.info, !reg->node_local, p);
+        if (reg->node_local) {
+            share_unless_newer(reg, it, &st, now, p);
+        }
+        sl->failures = 0;
+        sl->due = staple_refresh_due(&reg->opts.timing, now, st.info.this_update,
+                                     sl->valid_until, staple_reg_jitter(reg));
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "OCSP for %s (serial %s): a newer %s response was put into "
+                       "StapleStore (%s): stapled, valid for %s",
+                       it->cert->subject, it->cert->serial,
+                       staple_cert_status_name(st.info.cert_status),
+                       resp_times(p, &st.info),
+                       staple_fmt_duration(p, sl->valid_until - now));
     }
 }
 
@@ -525,6 +676,10 @@ static int probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_
 static apr_time_t next_due(const staple_reg_t *reg)
 {
     apr_time_t next = staple_reg_now(reg) + STAPLE_IDLE_MAX;
+
+    if (reg->opts.store && reg->next_store_scan < next) {
+        next = reg->next_store_scan;
+    }
     int i;
 
     for (i = 0; i < reg->items->nelts; i++) {
@@ -547,7 +702,9 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
 
     rd.reg = reg;
     rd.pool = p;
+    rd.keep_adding = keep_adding;
     rd.waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
+    rd.retry = apr_array_make(p, 4, sizeof(staple_fetch_t *));
     rd.add_until = now + STAPLE_ROUND_MAX;
     rd.deadline = deadline;
     reg->shared_off = 0;
@@ -559,13 +716,17 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
         }
         reg->shared_off = !probe_shared(reg, reg->shared_budget, p);
     }
+    if (reg->opts.store && !deadline && now >= reg->next_store_scan) {
+        reg->next_store_scan = now + STAPLE_STORE_SCAN;
+        scan_store(reg, now, p);
+    }
     collect_due(&rd, fetches, now);
     if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
         return next_due(reg);
     }
     staple_reg_log(reg, STAPLE_LOG_DEBUG, "fetching %d OCSP response(s)", fetches->nelts);
-    run(fetches, &reg->opts.fetch, deadline, on_fetched, keep_adding ? more_due : NULL,
-        &rd, p);
+    run(fetches, &reg->opts.fetch, deadline, on_fetched, more_due, &rd, p);
+    staple_reg_resolve_responders(reg, now, p);
     if (rd.deferred > 0) {
         staple_reg_log(reg, STAPLE_LOG_INFO,
                        "%d OCSP fetch(es) did not finish before StapleStartupTimeout: "

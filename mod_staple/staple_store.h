@@ -31,6 +31,15 @@ apr_status_t staple_store_save(const char *dir, const char *name,
 apr_status_t staple_store_load(const char *dir, const char *name, unsigned char **der,
                                apr_size_t *len, apr_time_t *mtime, apr_pool_t *p);
 
+/**
+ * When dir/name.der was last written (to the microsecond), without reading
+ * it: to see that another process put a response there.
+ * @return APR_SUCCESS, APR_ENOENT, or APR_EINVAL for a file that is not a
+ *         regular one (a link, a directory)
+ */
+apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
+                                apr_pool_t *p);
+
 /** Remove dir/name.der; no error when it does not exist. */
 apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *p);
 

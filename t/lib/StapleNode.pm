@@ -125,6 +125,7 @@ sub httpd_t {
 #   port        the main SSL port (default: a free one)
 #   start_timeout  seconds for the pid file and for the first handshake
 #               (default 20; more for thousands of virtual hosts)
+#   env         hashref of environment variables for httpd (LD_PRELOAD, ...)
 sub new {
     my ($class, %o) = @_;
     my $self = bless {
@@ -138,6 +139,7 @@ sub new {
         certs      => $o{certs} || [],
         extra      => $o{extra} // '',
         start_timeout => $o{start_timeout} || $START_TIMEOUT,
+        env        => $o{env},
     }, $class;
     $self->{dir}  = $o{dir} || tempdir($self->{name});
     unless (-d $self->{dir}) {
@@ -310,7 +312,7 @@ sub launch {
     # a process group of its own: on stop, the prefork MPM signals its
     # whole process group, which would otherwise include the test
     my $pid = spawn([httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-DFOREGROUND'],
-                    out => $self->{out}, setsid => 1);
+                    out => $self->{out}, setsid => 1, env => $self->{env});
     $self->{pid} = $pid;
     $self->{t0} = $t0;
     StapleProc::track($self, 0);    # before the daemons it may use

@@ -268,13 +268,19 @@ sub request {
 # http_get($port, $path, %opt) -> { status, headers (lowercase names), body }:
 # one GET over HTTP/1.0 from 127.0.0.1:$port, one connection, bounded by
 # `timeout` seconds (default 5) for the connect and again for the answer;
-# status 0 and an error when no complete answer came.
+# status 0 and an error when no complete answer came.  Options: method
+# (default GET), headers (hashref, sent as they are), body (sent with its
+# Content-Length).
 sub http_get {
     my ($port, $path, %o) = @_;
     my $timeout = $o{timeout} || 5;
     my %res = (status => 0, headers => {}, body => '');
-    my ($buf, $eof) = request($port, "GET $path HTTP/1.0\r\nHost: localhost\r\n"
-                                     . "Connection: close\r\n\r\n", $timeout)
+    my %h = (Host => 'localhost', Connection => 'close', %{ $o{headers} || {} });
+    $h{'Content-Length'} = length $o{body} if defined $o{body};
+    my $req = ($o{method} || 'GET') . " $path HTTP/1.0\r\n"
+            . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n"
+            . ($o{body} // '');
+    my ($buf, $eof) = request($port, $req, $timeout)
         or return { %res, error => "connect: $!" };
     return { %res, error => 'timeout' } unless $eof;
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;
