@@ -38,6 +38,7 @@ STAPLE_DEB_PACKAGES=(
     redis-server memcached faketime tinyproxy
     clang libclang-rt-14-dev
     debhelper lintian
+    prometheus gnutls-bin libnss3-tools firefox-esr openjdk-17-jdk-headless chromium
 )
 
 STAPLE_PROG=${STAPLE_PROG:-$(basename "$0")}
