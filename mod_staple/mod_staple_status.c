@@ -354,6 +354,13 @@ static const char *v_revoked(apr_pool_t *p, cert_t *c, int series)
     return c->valid && c->cert_status == V_OCSP_CERTSTATUS_REVOKED ? "1" : "0";
 }
 
+static const char *v_must_staple(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)p;
+    (void)series;
+    return c->must_staple ? "1" : "0";
+}
+
 #define UNIX_TIME_VALUE(fn, member)                                                      \
     static const char *fn(apr_pool_t *p, cert_t *c, int series)                          \
     {                                                                                    \
@@ -376,23 +383,30 @@ static const char *v_duration(apr_pool_t *p, cert_t *c, int series)
     return apr_psprintf(p, "%.6f", (double)c->last_fetch_duration / 1e6);
 }
 
+/* Names follow Prometheus' conventions: base units in the name (seconds),
+ * Unix times as _timestamp_seconds, counters as _total. */
 static const metric_t metrics[] = {
     {"staple_handshakes_total", "counter", "TLS handshakes that asked for a staple.", 2,
      "stapled", series_stapled, v_handshakes},
+    {"staple_certificate_must_staple", "gauge",
+     "1 when the certificate requires a staple (TLS Feature status_request).", 1, NULL,
+     NULL, v_must_staple},
     {"staple_response_valid", "gauge", "1 when a response that may be stapled is held.",
      1, "state", series_state, v_valid},
     {"staple_response_revoked", "gauge", "1 when the held response says revoked.", 1,
      NULL, NULL, v_revoked},
-    {"staple_response_next_update_seconds", "gauge",
-     "nextUpdate of the held response (Unix time).", 1, NULL, NULL, v_next_update},
-    {"staple_response_this_update_seconds", "gauge",
-     "thisUpdate of the held response (Unix time).", 1, NULL, NULL, v_this_update},
-    {"staple_next_refresh_seconds", "gauge", "When the next fetch is due (Unix time).", 1,
-     NULL, NULL, v_next_refresh},
-    {"staple_fetch_failures_consecutive", "gauge",
+    {"staple_response_next_update_timestamp_seconds", "gauge",
+     "nextUpdate of the held response, as a Unix time (0: none).", 1, NULL, NULL,
+     v_next_update},
+    {"staple_response_this_update_timestamp_seconds", "gauge",
+     "thisUpdate of the held response, as a Unix time (0: none).", 1, NULL, NULL,
+     v_this_update},
+    {"staple_next_refresh_timestamp_seconds", "gauge",
+     "When the next fetch is due, as a Unix time.", 1, NULL, NULL, v_next_refresh},
+    {"staple_fetch_consecutive_failures", "gauge",
      "Failed fetches since the last success.", 1, NULL, NULL, v_failures},
-    {"staple_last_fetch_duration_seconds", "gauge", "The responder's last response time.",
-     1, NULL, NULL, v_duration},
+    {"staple_last_fetch_duration_seconds", "gauge",
+     "The responder's response time at the last fetch.", 1, NULL, NULL, v_duration},
 };
 
 /* Per responder: fetches, its clock; and the relay's answers. */

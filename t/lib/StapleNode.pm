@@ -23,6 +23,7 @@ package StapleNode;
 #                              http => 1, extra => "<Location /x>...</Location>\n");
 #   $node->ports_of('ms');        # the SSL ports serving certificate "ms"
 #   my $res = $node->http_get('/staple-status?json');  # {status, headers, body}
+#   # (status => 1: that port serves /staple-status to 127.0.0.1)
 #
 #   # a configuration only checked with httpd -t (t/config.t, staple_migrate.t):
 #   my $text = StapleNode::minimal_conf($dir, qw(mpm_event ssl staple));
@@ -121,6 +122,8 @@ sub httpd_t {
 #               <VirtualHost> with a port of its own (ports_of); the same
 #               certificate may be given twice (two virtual hosts)
 #   http        1: a plain HTTP port (http_port) served by the main server
+#   status      1: the plain HTTP port, with SetHandler staple-status at
+#               /staple-status for 127.0.0.1
 #   extra       more configuration text, after the virtual hosts
 #   port        the main SSL port (default: a free one)
 #   start_timeout  seconds for the pid file and for the first handshake
@@ -137,10 +140,12 @@ sub new {
         modules    => $o{modules} || [],
         mpm        => $o{mpm} || mpm(),
         certs      => $o{certs} || [],
+        status     => $o{status},
         extra      => $o{extra} // '',
         start_timeout => $o{start_timeout} || $START_TIMEOUT,
         env        => $o{env},
     }, $class;
+    push @{ $self->{modules} }, 'authz_host' if $o{status};
     $self->{dir}  = $o{dir} || tempdir($self->{name});
     unless (-d $self->{dir}) {
         mkdir $self->{dir} or die "mkdir $self->{dir}: $!\n";
@@ -148,7 +153,7 @@ sub new {
     chmod 0755, $self->{dir};
     $self->{port} = $o{port} || free_port();
     $self->{cert_ports} = [map { free_port() } @{ $self->{certs} }];
-    $self->{http_port} = free_port() if $o{http};
+    $self->{http_port} = free_port() if $o{http} || $o{status};
     for my $sub (qw(conf logs run htdocs)) {
         my $d = catfile($self->{dir}, $sub);
         mkdir $d unless -d $d;
@@ -190,6 +195,12 @@ sub conf_text {
     my $cache = defined $self->{cache} ? "StapleCache $self->{cache}\n" : '';
     my $store = defined $self->{store} ? "StapleStore \"$self->{store}\"\n" : '';
     my $http = $self->{http_port} ? "Listen 127.0.0.1:$self->{http_port} http\n" : '';
+    my $status = $self->{status} ? <<'S' : '';
+<Location "/staple-status">
+    SetHandler staple-status
+    Require ip 127.0.0.1
+</Location>
+S
     my $vhosts = '';
     for my $i (0 .. $#{ $self->{certs} }) {
         my ($c, $port) = ($self->{certs}[$i], $self->{cert_ports}[$i]);
@@ -246,7 +257,7 @@ SSLSessionCache none
     SSLSessionTickets off
     SSLUseStapling off
 </VirtualHost>
-$vhosts$self->{extra}
+$vhosts$status$self->{extra}
 EOF
 }
 
