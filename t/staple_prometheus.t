@@ -12,8 +12,7 @@
 # Must-Staple and revoked series say what the certificates are;
 # `promtool check rules` and `promtool test rules` (the unit tests in
 # t/prometheus/staple-alerts.test.yml) pass; every metric and label an
-# alert reads is in the live output (staple_responder_clock_offset_seconds
-# only when this build has it: it comes with the responder registry); and
+# alert reads is in the live output; and
 # the alerts, evaluated by promtool on the live samples, fire for the
 # Must-Staple certificate without a staple and for the revoked one, and for
 # nothing else.
@@ -35,8 +34,6 @@ my $RULES = catfile(Apache::Test::vars('top_dir'), 'conf', 'prometheus', 'staple
 my $RULE_TESTS = catfile(Apache::Test::vars('t_dir'), 'prometheus', 'staple-alerts.test.yml');
 # labels a scrape adds to every series (not in the output itself)
 my %TARGET_LABELS = map { $_ => 1 } qw(instance job);
-# metrics the alerts may read before this build has them
-my %LATER = (staple_responder_clock_offset_seconds => 'the responder registry');
 
 my $dir  = tempdir('prometheus');
 my $good = make_leaf($dir, 'prom-good');
@@ -125,7 +122,7 @@ is(scalar @rules, 5, 'five alerts');
 # Every metric an alert reads is in the output, and so is every label it
 # matches, joins, groups by or prints, on one of those metrics.
 {
-    my (@missing, @later);
+    my @missing;
     for my $rule (@rules) {
         my $expr = $rule->{expr};
         my %metrics = map { $_ => 1 } $expr =~ /\b(staple_[a-z0-9_]+)/g;
@@ -137,10 +134,6 @@ is(scalar @rules, 5, 'five alerts');
         my %have;
         for my $m (keys %metrics) {
             my @s = @{ $series{$m} || [] };
-            if (!@s && $LATER{$m}) {
-                push @later, "$rule->{alert}: $m (with $LATER{$m})";
-                next;
-            }
             push @missing, "$rule->{alert}: metric $m" unless @s;
             $have{$_} = 1 for map { keys %{ $_->{labels} } } @s;
         }
@@ -150,7 +143,6 @@ is(scalar @rules, 5, 'five alerts');
     }
     ok(!@missing, 'every metric and label the alerts read is in the live output')
         or diag(join "\n", @missing);
-    diag("not in this build's output yet: $_") for @later;
 }
 
 # The live samples as constant series of one scraped instance, and the
