@@ -167,8 +167,13 @@ int staple_reg_get_refused(staple_reg_t *reg, const staple_responder_t *r,
 void staple_reg_responder_failed(staple_reg_t *reg, const staple_responder_t *r,
                                  apr_time_t now, const char *why);
 void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
-                             const staple_fetch_t *f, const staple_resp_info_t *info,
                              apr_time_t now);
+
+/* The local clock against the responder's, from an HTTP answer (info: of
+ * a verified response, or NULL); a warning when far off. */
+void staple_reg_check_clock(staple_reg_t *reg, const staple_responder_t *r,
+                            const staple_fetch_t *f, const staple_resp_info_t *info,
+                            apr_time_t now);
 
 /* Resolve the hosts of the responders used since, for the status page. */
 void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t since, apr_pool_t *p);

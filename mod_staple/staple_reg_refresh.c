@@ -377,6 +377,9 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
         return;
     }
     if (f->status != APR_SUCCESS) {
+        if (f->http_status) {
+            staple_reg_check_clock(reg, r, f, NULL, now);
+        }
         count_outcome(reg, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
         fetch_failed(
             rd, it, r, now,
@@ -387,6 +390,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
     rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &reg->opts.check, &info,
                            why, sizeof(why));
+    staple_reg_check_clock(reg, r, f, rc == STAPLE_CHECK_OK ? &info : NULL, now);
     if (rc != STAPLE_CHECK_OK) {
         count_outcome(reg, (int)rc, f->duration);
         fetch_failed(
@@ -415,7 +419,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
     it->in_flight = 0;
     count_outcome(reg, STAPLE_CHECK_OK, f->duration);
-    staple_reg_responder_ok(reg, r, f, &info, now);
+    staple_reg_responder_ok(reg, r, now);
     sl->url_pref = (apr_uint32_t)it->try_k; /* asked first next time */
     staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
     store_save(reg, it, f->body, f->body_len, p);

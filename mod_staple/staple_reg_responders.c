@@ -99,14 +99,15 @@ void staple_reg_responder_failed(staple_reg_t *reg, const staple_responder_t *r,
 }
 
 /*
- * The clock, from an answer that passed: the HTTP Date says the
- * responder's time (to the second); a producedAt later than the local time
- * says the local clock is behind (an earlier one may be a response made in
- * advance and says nothing).
+ * The clock, from any HTTP answer: its Date header says the responder's
+ * time (to the second); the producedAt of a verified response (info), when
+ * later than the local time, says the local clock is behind (an earlier one
+ * may be a response made in advance and says nothing). A clock far off
+ * makes responses fail as not yet valid: the warning says why.
  */
-static void check_clock(staple_reg_t *reg, const staple_responder_t *r,
-                        const staple_fetch_t *f, const staple_resp_info_t *info,
-                        apr_time_t now)
+void staple_reg_check_clock(staple_reg_t *reg, const staple_responder_t *r,
+                            const staple_fetch_t *f, const staple_resp_info_t *info,
+                            apr_time_t now)
 {
     staple_rslot_t *rs = &reg->rslots[r->index];
     apr_interval_time_t offset, limit = reg->opts.check.time_skew / 2, off;
@@ -116,7 +117,7 @@ static void check_clock(staple_reg_t *reg, const staple_responder_t *r,
         offset = now - f->http_date;
         known = 1;
     }
-    if (info->produced_at > now && (!known || now - info->produced_at < offset)) {
+    if (info && info->produced_at > now && (!known || now - info->produced_at < offset)) {
         offset = now - info->produced_at;
         known = 1;
     }
@@ -145,7 +146,6 @@ static void check_clock(staple_reg_t *reg, const staple_responder_t *r,
 }
 
 void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
-                             const staple_fetch_t *f, const staple_resp_info_t *info,
                              apr_time_t now)
 {
     staple_rslot_t *rs = &reg->rslots[r->index];
@@ -154,7 +154,6 @@ void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
     rs->consecutive = 0;
     rs->last_used_at = now;
     rs->last_ok_at = now;
-    check_clock(reg, r, f, info, now);
 }
 
 void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t since, apr_pool_t *p)

@@ -170,6 +170,8 @@ typedef struct {
     apr_status_t status;       /* of the fetch */
     const unsigned char *body; /* on success */
     apr_size_t len;
+    apr_time_t http_date; /* the Date header, 0: none */
+    long http_status;     /* 0: 200 on success */
 } answer_t;
 
 static answer_t answer;      /* what every fetch gets */
@@ -200,7 +202,11 @@ static apr_status_t fake_run(apr_array_header_t *list, const staple_fetch_opts_t
         f->method = "GET";
         f->duration = apr_time_from_msec(12);
         f->status = answer.status;
-        f->http_status = answer.status == APR_SUCCESS ? 200 : 0;
+        f->http_status = answer.http_status             ? answer.http_status
+                         : answer.status == APR_SUCCESS ? 200
+                                                        : 0;
+        f->http_date = answer.http_date;
+        f->method = f->post ? "POST" : "GET";
         if (answer.status == APR_SUCCESS) {
             f->body = apr_pmemdup(p, answer.body, answer.len);
             f->body_len = answer.len;
@@ -208,6 +214,10 @@ static apr_status_t fake_run(apr_array_header_t *list, const staple_fetch_opts_t
             apr_cpystrn(f->error, "Connection refused", sizeof(f->error));
         }
         done(f, ctx);
+        /* as staple_fetch_run does between transfers: retries join */
+        if (more) {
+            more(list, ctx);
+        }
     }
     return APR_SUCCESS;
 }
@@ -267,6 +277,7 @@ static void reset(void)
     fetches = 0;
     warnings = 0;
     during = NULL;
+    memset(&answer, 0, sizeof(answer));
     answer.status = APR_SUCCESS;
 }
 
@@ -1038,6 +1049,81 @@ static void test_warning_rate_limited(void)
     CHECK(warnings == 1);
 }
 
+/* The local clock against the responder's: its Date header. */
+static void test_clock(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1;
+    unsigned char *r1;
+    staple_snapshot_t *snap;
+    void *shm;
+    staple_reg_t *reg;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    answer.http_date = fake_now + apr_time_from_sec(200); /* ours is behind */
+    warnings = 0;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, r1, l1));
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->responder_count == 1 && snap->responders[0].clock.known &&
+          snap->responders[0].clock.offset == -apr_time_from_sec(200));
+    CHECK(warnings == 1);
+    /* within the limit: no warning, the offset follows */
+    fake_now = snap->certs[0].next_refresh;
+    answer.http_date = fake_now + apr_time_from_sec(1);
+    staple_reg_refresh(reg, 0, 1, pool);
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->responders[0].clock.offset == -apr_time_from_sec(1) && warnings == 1);
+}
+
+/* A responder that refuses GET gets the same fetch as POST at once, and
+ * POST from then on; a failed URL hands over to the next. */
+static void test_method_and_failover(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_array_header_t *urls = apr_array_make(pool, 2, sizeof(const char *));
+    apr_size_t l1;
+    unsigned char *r1;
+    staple_snapshot_t *snap;
+    staple_reg_t *reg;
+    void *shm;
+    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
+
+    reset();
+    APR_ARRAY_PUSH(urls, const char *) = "http://127.0.0.1:2/a/";
+    APR_ARRAY_PUSH(urls, const char *) = "http://127.0.0.1:3/b/";
+    reg = staple_reg_make(pool, &o);
+    CHECK(staple_reg_add(reg, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443", urls));
+    shm = apr_pcalloc(pool, staple_reg_shm_size(reg));
+    staple_reg_attach(reg, shm, 1, &sh, NULL);
+    CHECK(staple_reg_child_init(reg, pool) == APR_SUCCESS);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    /* both URLs answer GET with 405: each is asked again with POST; that
+     * fails too (the fake answers alike), so the fetch fails after four */
+    answer.status = APR_EGENERAL;
+    answer.http_status = 405;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 4);
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->responder_count == 2 && !strcmp(snap->responders[0].method, "POST") &&
+          !strcmp(snap->responders[1].method, "POST"));
+    CHECK(snap->responders[0].failures == 1 && snap->responders[1].failures == 1);
+    CHECK(snap->certs[0].failures == 1);
+    CHECK(snap->certs[0].last_error &&
+          strstr(snap->certs[0].last_error, "other responder"));
+    /* the next fetch: the first URL fails, the second answers */
+    fake_now = snap->certs[0].next_refresh;
+    answer_with(r1, l1);
+    during = NULL;
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(staples(reg, r1, l1));
+    snap = staple_reg_snapshot(reg, pool);
+    CHECK(snap->responders[0].successes == 1 || snap->responders[1].successes == 1);
+}
+
 int main(void)
 {
     test_init();
@@ -1069,6 +1155,9 @@ int main(void)
     run_case("timing: StapleResponseMaxAge at handshake time and in the schedule",
              test_max_age);
     run_case("handshakes: a bad cache entry is reported once", test_warning_rate_limited);
+    run_case("responders: the clock against the responder's Date", test_clock);
+    run_case("responders: POST when GET is refused, then the next URL",
+             test_method_and_failover);
 
     mem_clear(&shared_mem);
     mem_clear(&local_a);
