@@ -408,8 +408,12 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
         count_outcome(reg, outcome, f->duration);
         fetch_failed(rd, it, r, now,
                      apr_psprintf(p,
-                                  "response refused (%s): %s, %s, is older than the "
-                                  "response held (%s, %s)",
+                                  fresh == STAPLE_FRESH_OLDER
+                                      ? "response refused (%s): %s, %s, is older than "
+                                        "the response held (%s, %s)"
+                                      : "response refused (%s): %s, %s, after the "
+                                        "response held (%s, %s): a revocation is never "
+                                        "undone",
                                   staple_outcome_name(outcome),
                                   staple_cert_status_name(info.cert_status),
                                   resp_times(p, &info),
