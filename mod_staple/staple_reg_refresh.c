@@ -581,15 +581,19 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         apr_time_t mtime;
         resp_t st;
 
-        /* with nothing held yet, the startup's look at the store and the
-         * shared cache (adopt_cached) decides */
-        if (it->in_flight || sl->this_update == 0 ||
+        if (it->in_flight ||
             staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) !=
                 APR_SUCCESS ||
             mtime == sl->store_mtime) {
             continue;
         }
         sl->store_mtime = mtime;
+        if (sl->this_update == 0) {
+            /* nothing held: the look at the store and the shared cache of
+             * a start decides, at once rather than at the next retry */
+            adopt_cached(reg, it, now, p);
+            continue;
+        }
         if (!store_read(reg, it, now, &st, 0, p)) {
             continue;
         }
