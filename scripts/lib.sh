@@ -39,6 +39,7 @@ STAPLE_DEB_PACKAGES=(
     clang libclang-rt-14-dev
     debhelper lintian
     prometheus gnutls-bin libnss3-tools firefox-esr openjdk-17-jdk-headless chromium
+    nginx-light apache2-utils
 )
 
 STAPLE_PROG=${STAPLE_PROG:-$(basename "$0")}
