@@ -65,7 +65,7 @@ my @cases = (
     [ 'StapleCache redis:127.0.0.1:6379', undef ],
     [ 'Include ' . catfile($top, 'conf', 'staple.conf'), undef ],
     (map { [ 'Include ' . catfile($top, 'conf', $_), undef ] }
-         qw(single-server.conf redis-cluster.conf internal-pki.conf)),
+         qw(single-server.conf redis-cluster.conf internal-pki.conf relay.conf)),
     [ 'StapleProxy http://127.0.0.1:3128/', undef ],
     [ 'StapleProxy socks5://127.0.0.1:1080/', qr{StapleProxy: 'socks5://127.0.0.1:1080/' is not an http:// or https:// URL} ],
     [ 'StapleEventCmd /bin/true --flag "two words"', undef ],
