@@ -356,20 +356,17 @@ staple_check_e staple_ocsp_check(const staple_cert_t *cert, const unsigned char 
         rc = fail(STAPLE_CHECK_UNKNOWN, why, whylen, "certificate status is unknown");
         goto out;
     }
-    if (info->this_update > now + params->time_skew) {
+    /* a producedAt in the future would hold off every later response
+     * (freshness only moves forward): refused like such a thisUpdate */
+    if (info->this_update > now + params->time_skew ||
+        info->produced_at > now + params->time_skew) {
+        int tu = info->this_update > now + params->time_skew;
         rc = fail(STAPLE_CHECK_NOT_YET_VALID, why, whylen,
-                  "thisUpdate is %" APR_TIME_T_FMT "s in the future, beyond the allowed "
-                  "skew of %" APR_TIME_T_FMT "s",
-                  apr_time_sec(info->this_update - now), apr_time_sec(params->time_skew));
-        goto out;
-    }
-    if (info->produced_at > now + params->time_skew) {
-        /* it would hold off every later response (freshness only moves
-         * forward): refused like a thisUpdate in the future */
-        rc = fail(STAPLE_CHECK_NOT_YET_VALID, why, whylen,
-                  "producedAt is %" APR_TIME_T_FMT "s in the future, beyond the allowed "
-                  "skew of %" APR_TIME_T_FMT "s",
-                  apr_time_sec(info->produced_at - now), apr_time_sec(params->time_skew));
+                  "%s is %" APR_TIME_T_FMT "s in the future, beyond the allowed skew of "
+                  "%" APR_TIME_T_FMT "s",
+                  tu ? "thisUpdate" : "producedAt",
+                  apr_time_sec((tu ? info->this_update : info->produced_at) - now),
+                  apr_time_sec(params->time_skew));
         goto out;
     }
     if (nextupd == NULL) {

@@ -20,23 +20,13 @@ use StapleTest;
 use StapleNode ();
 use StaplePKI qw(make_leaf);
 use StapleProc qw(alive slurp tempdir wait_until);
-use File::Copy ();
-use File::Spec::Functions qw(catfile);
 
 my $N = 10;
 my $dir = tempdir('evbound');
 my @leaves = map { make_leaf($dir, "refuse-b$_") } 1 .. $N;
 my $hang = make_leaf($dir, 'refuse-hang1');
 
-# the probe where User nobody can run it, its file where it can write
-my $probe = catfile($dir, 'event-probe');
-File::Copy::copy(catfile(Apache::Test::vars('t_dir'), 'bin', 'event-probe'), $probe)
-    or die "copy event-probe: $!\n";
-chmod 0755, $probe;
-my $evdir = catfile($dir, 'events');
-mkdir $evdir or die "mkdir $evdir: $!\n";
-chmod 0777, $evdir;
-my $evlog = catfile($evdir, 'events.log');
+my ($probe, $evlog) = event_program($dir, 'event-probe');
 
 my $node = StapleNode->new(
     name  => 'evbound',

@@ -13,21 +13,12 @@ use StapleTest;
 use StapleNode ();
 use StaplePKI qw(make_leaf);
 use StapleProc qw(free_port slurp tempdir wait_until);
-use File::Copy ();
-use File::Spec::Functions qw(catfile);
 
 my ($PROXY_PW, $FORCE_PW) = ('proxy-s3cret', 'force-s3cret');
 my $dir  = tempdir('secrets');
 my $leaf = make_leaf($dir, 'secret-x');
 
-my $recorder = catfile($dir, 'record-event');
-File::Copy::copy(catfile(Apache::Test::vars('t_dir'), 'bin', 'record-event'), $recorder)
-    or die "copy record-event: $!\n";
-chmod 0755, $recorder;
-my $evdir = catfile($dir, 'events');
-mkdir $evdir or die "mkdir $evdir: $!\n";
-chmod 0777, $evdir;
-my $evlog = catfile($evdir, 'events.log');
+my ($recorder, $evlog) = event_program($dir, 'record-event');
 
 my $closed = free_port();    # nothing listens there
 my $force  = 'http://forceuser:' . $FORCE_PW . '@127.0.0.1:' . proxy_port() . '/secret-x/';
