@@ -72,8 +72,9 @@ my ($rc, $dom, $err) = run_cmd([$chromium, '--headless', '--no-sandbox', '--disa
 ok($rc == 0 && $dom =~ m{<title>OCSP stapling</title>}, 'Chromium renders /staple-status')
     or diag("exit $rc\n", grep { !/dbus/ } split /^/, $err);
 
-# rows of the table as the browser built it (it adds the <tbody>)
-my ($tbody) = $dom =~ m{<table>\s*<tbody>(.*?)</tbody>\s*</table>}s;
+# rows of the certificates' table as the browser built it (it adds the
+# <tbody>); the responders have a table of their own
+my ($tbody) = $dom =~ m{<table id="certificates">\s*<tbody>(.*?)</tbody>\s*</table>}s;
 my @rows = ($tbody // '') =~ m{<tr class="([a-z]+)">(.*?)</tr>}gs;
 my %got;
 while (my ($class, $cells) = splice @rows, 0, 2) {
