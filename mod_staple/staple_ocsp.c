@@ -415,6 +415,10 @@ staple_fresh_e staple_resp_compare(const staple_resp_info_t *held,
         !(newer == 1 && held->reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD)) {
         return STAPLE_FRESH_UNREVOKED;
     }
+    if (newer == -1 && cand->cert_status == V_OCSP_CERTSTATUS_REVOKED &&
+        held->cert_status != V_OCSP_CERTSTATUS_REVOKED) {
+        return STAPLE_FRESH_NEWER; /* the same times: the revocation wins */
+    }
     return newer == 1   ? STAPLE_FRESH_NEWER
            : newer == 0 ? STAPLE_FRESH_OLDER
                         : STAPLE_FRESH_SAME;

@@ -80,7 +80,8 @@ typedef enum {
  * Freshness only moves forward: compare by the signed times, producedAt
  * first, then thisUpdate. A good response never replaces a revoked one
  * (a CA does not un-revoke), except a newer one after a revocation with
- * reason certificateHold.
+ * reason certificateHold. Of two with the same times, a revoked one is
+ * the newer.
  * @param held the response held; one with no produced_at and no
  *        this_update stands for none, which anything replaces
  * @param cand the response that passed staple_ocsp_check
