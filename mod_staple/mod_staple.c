@@ -63,8 +63,9 @@ static int stopping(void)
 {
     int state;
 
-    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS &&
-           state == AP_MPMQ_STOPPING;
+    return staple_startup_stopping() ||
+           (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS &&
+            state == AP_MPMQ_STOPPING);
 }
 
 /* The registry of this configuration, made at the first certificate. */

@@ -62,6 +62,9 @@ void staple_store_test(server_rec *s, const char *dir);
 void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,
                           apr_interval_time_t timeout, apr_pool_t *ptemp);
 
+/** 1 in the startup child once it was asked to stop. */
+int staple_startup_stopping(void);
+
 /** Register the refresher with mod_watchdog. Errors are logged. */
 apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
                                     const staple_mod_conf_t *mc, apr_pool_t *pconf);

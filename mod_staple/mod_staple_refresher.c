@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -96,13 +97,48 @@ static int become_server_user(server_rec *s)
     return 0;
 }
 
+/* Set in the startup child when its time is up: the round stops taking up
+ * certificates, and the child ends between writes, not in one. */
+static volatile sig_atomic_t startup_stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    startup_stop = 1;
+}
+
+int staple_startup_stopping(void)
+{
+    return startup_stop;
+}
+
+/* Wait for the startup child until limit; 1 when it ended. */
+static int wait_child(pid_t pid, int *status, apr_time_t limit, server_rec *s)
+{
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid) {
+            return 1;
+        }
+        if (w < 0 && errno != EINTR) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                         "startup OCSP fetch (pid %ld): cannot wait for it", (long)pid);
+            return -1;
+        }
+        if (apr_time_now() > limit) {
+            return 0;
+        }
+        apr_sleep(apr_time_from_msec(10));
+    }
+}
+
 void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,
                           apr_interval_time_t timeout, apr_pool_t *ptemp)
 {
     apr_time_t start = apr_time_now();
     apr_time_t deadline = start + timeout;
     apr_time_t limit = deadline + apr_time_from_sec(1);
-    int status = 0, done = 0;
+    int status = 0, done;
     pid_t pid;
 
     pid = fork();
@@ -112,7 +148,13 @@ void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec
         return;
     }
     if (pid == 0) {
+        struct sigaction sa;
         apr_pool_t *p;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
         apr_pool_create(&p, ptemp);
         if (become_server_user(s) != 0 ||
             staple_caches_child_init(caches, p) != APR_SUCCESS) {
@@ -121,26 +163,24 @@ void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec
         staple_reg_refresh(reg, deadline, 0, p);
         _exit(0);
     }
-    while (!done) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid) {
-            done = 1;
-        } else if (w < 0 && errno != EINTR) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
-                         "startup OCSP fetch (pid %ld): cannot wait for it", (long)pid);
-            return;
-        } else if (apr_time_now() > limit) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "startup OCSP fetch (pid %ld) did not finish within "
-                         "StapleStartupTimeout: killed, going on without it",
-                         (long)pid);
+    done = wait_child(pid, &status, limit, s);
+    if (done < 0) {
+        return;
+    }
+    if (!done) {
+        /* asked to stop first, so that it ends between two writes to the
+         * caches and the store; killed when that does not come soon */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "startup OCSP fetch (pid %ld) did not finish within "
+                     "StapleStartupTimeout: stopped, going on without it",
+                     (long)pid);
+        kill(pid, SIGTERM);
+        if (wait_child(pid, &status, apr_time_now() + apr_time_from_sec(1), s) == 0) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
             }
-            return;
-        } else {
-            apr_sleep(apr_time_from_msec(10));
         }
+        return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         ap_log_error(
