@@ -62,6 +62,13 @@ void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held)
     held->reason = sl->reason;
 }
 
+const char *staple_reg_resp_times(apr_pool_t *p, const staple_resp_info_t *info)
+{
+    return apr_psprintf(p, "producedAt %s, thisUpdate %s",
+                        staple_fmt_time(p, info->produced_at),
+                        staple_fmt_time(p, info->this_update));
+}
+
 const staple_hist_bucket_t staple_hist_buckets[STAPLE_HIST_BUCKETS] = {
     {10, "0.01"}, {50, "0.05"},  {100, "0.1"}, {250, "0.25"}, {500, "0.5"},
     {1000, "1"},  {2500, "2.5"}, {5000, "5"},  {10000, "10"}, {-1, "+Inf"},
@@ -245,6 +252,7 @@ static apr_status_t copies_cleanup(void *data)
         it->der_len = 0;
         it->lock = NULL;
     }
+    staple_reg_resolve_end(reg);
     return APR_SUCCESS;
 }
 
@@ -261,170 +269,6 @@ apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild)
     }
     apr_pool_cleanup_register(pchild, reg, copies_cleanup, apr_pool_cleanup_null);
     return APR_SUCCESS;
-}
-
-/* ------------------------------------------------------------------ */
-/* Caches                                                              */
-
-apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *c,
-                                   staple_item_t *it, apr_time_t now,
-                                   unsigned char **pder, apr_size_t *pder_len,
-                                   apr_time_t *fetched_at, staple_resp_info_t *info,
-                                   char *why, apr_size_t whylen, apr_pool_t *p)
-{
-    unsigned int len = STAPLE_ENTRY_HEADER_LEN + STAPLE_MAX_RESPONSE_LEN;
-    unsigned char *buf = malloc(len);
-    const unsigned char *der;
-    const char *reason;
-    apr_size_t der_len;
-    staple_check_e rc;
-
-    *pder = NULL;
-    if (buf == NULL) {
-        return APR_ENOMEM;
-    }
-    if (staple_reg_cache_get(reg, c, it->cert->id, STAPLE_ID_LEN, buf, &len, p) !=
-        APR_SUCCESS) {
-        free(buf);
-        return APR_NOTFOUND;
-    }
-    if (staple_entry_decode(buf, len, &der, &der_len, fetched_at, &reason) !=
-        APR_SUCCESS) {
-        apr_cpystrn(why, reason, whylen);
-        free(buf);
-        return APR_EINVAL;
-    }
-    rc = staple_ocsp_check(it->cert, der, der_len, now, &reg->opts.check, info, why,
-                           whylen);
-    if (rc != STAPLE_CHECK_OK) {
-        free(buf);
-        return APR_EINVAL;
-    }
-    memmove(buf, der, der_len);
-    *pder = buf;
-    *pder_len = der_len;
-    if (*fetched_at > now ||
-        *fetched_at < info->this_update - reg->opts.check.time_skew) {
-        *fetched_at = now; /* the header is not signed: keep it plausible */
-    }
-    return APR_SUCCESS;
-}
-
-/* Whether a call to StapleCache that began at start took too long. */
-static void shared_timed(staple_reg_t *reg, const staple_cache_ops_t *c, apr_time_t start)
-{
-    apr_interval_time_t took;
-
-    if (c != &reg->shared || reg->shared_budget <= 0) {
-        return;
-    }
-    took = apr_time_now() - start;
-    if (took > reg->shared_budget && !reg->shared_off) {
-        reg->shared_off = 1;
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "%s took %" APR_TIME_T_FMT " ms to answer: the startup fetch goes "
-                       "on without it, and the refresher uses it later",
-                       c->name, apr_time_as_msec(took));
-    }
-}
-
-apr_status_t staple_reg_cache_get(staple_reg_t *reg, const staple_cache_ops_t *c,
-                                  const unsigned char *key, unsigned int key_len,
-                                  unsigned char *buf, unsigned int *len, apr_pool_t *p)
-{
-    apr_time_t start = apr_time_now();
-    apr_status_t rv;
-
-    if (c == &reg->shared && reg->shared_off) {
-        return APR_NOTFOUND;
-    }
-    rv = c->get(c->baton, key, key_len, buf, len, p);
-    shared_timed(reg, c, start);
-    return rv;
-}
-
-apr_status_t staple_reg_cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
-                                  const unsigned char *key, unsigned int key_len,
-                                  apr_time_t expiry, const unsigned char *data,
-                                  unsigned int len, apr_pool_t *p)
-{
-    apr_time_t start = apr_time_now();
-    apr_status_t rv;
-
-    if (c == &reg->shared && reg->shared_off) {
-        return APR_SUCCESS; /* the refresher puts it there later */
-    }
-    rv = c->put(c->baton, key, key_len, expiry, data, len, p);
-    shared_timed(reg, c, start);
-    return rv;
-}
-
-static apr_status_t cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
-                              staple_item_t *it, const unsigned char *der,
-                              apr_size_t der_len, apr_time_t fetched_at,
-                              apr_time_t expiry, apr_pool_t *p)
-{
-    unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
-    apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
-
-    /* The key is the certificate's SHA-1 itself: shmcb picks a subcache by
-     * the first byte of the key, so a common prefix would crowd every
-     * response into one subcache. (memcache and redis hex-encode keys.) */
-    return staple_reg_cache_put(reg, c, it->cert->id, STAPLE_ID_LEN, expiry, buf,
-                                (unsigned int)len, p);
-}
-
-apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
-                              const unsigned char *der, apr_size_t der_len,
-                              apr_time_t fetched_at, const staple_resp_info_t *info,
-                              apr_pool_t *p)
-{
-    apr_status_t rv = cache_put(reg, &reg->shared, it, der, der_len, fetched_at,
-                                staple_reg_usable_until(reg, info), p);
-
-    if (rv != APR_SUCCESS) {
-        staple_reg_log(reg, STAPLE_LOG_ERR, "cannot store the OCSP response for %s in %s",
-                       it->cert->subject, reg->shared.name);
-    }
-    return rv;
-}
-
-apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
-                                const unsigned char *der, apr_size_t der_len,
-                                apr_time_t fetched_at, const staple_resp_info_t *info,
-                                int to_shared, apr_pool_t *p)
-{
-    staple_slot_t *sl = &reg->slots[it->index];
-    apr_time_t until = staple_reg_usable_until(reg, info);
-    apr_status_t rv = APR_SUCCESS;
-
-    /* The copy handshakes read comes first: a shared cache on the network
-     * may be slow or hang, and must not hold up stapling on this server. */
-    if (reg->node_local) {
-        apr_status_t lrv =
-            cache_put(reg, &reg->local, it, der, der_len, fetched_at, until, p);
-        if (lrv != APR_SUCCESS) {
-            staple_reg_log(reg, STAPLE_LOG_ERR,
-                           "cannot store the OCSP response for %s in the %s",
-                           it->cert->subject, reg->local.name);
-        }
-    } else if (to_shared) {
-        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
-        to_shared = 0;
-    }
-    sl->fetched_at = fetched_at;
-    sl->this_update = info->this_update;
-    sl->produced_at = info->produced_at;
-    sl->next_update = info->next_update;
-    sl->valid_until = until;
-    sl->cert_status = info->cert_status;
-    sl->reason = info->reason;
-    /* announce the new response to every process */
-    apr_atomic_inc32(&sl->gen);
-    if (to_shared) {
-        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
-    }
-    return rv;
 }
 
 /* ------------------------------------------------------------------ */
@@ -478,11 +322,18 @@ static void local_refresh(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
             it->der = der;
             it->der_len = der_len;
             it->next_update = staple_reg_usable_until(reg, &info);
-            it->copy_this_update = info.this_update;
-            it->copy_next_update = info.next_update;
+            it->copy_info = info;
         }
     } else if (rv == APR_EINVAL) {
         warn_entry(reg, it, now, "cached OCSP response for %s rejected: %s%s", why, "");
+    }
+    /* the local cache may have lost the entry the server holds now (evicted,
+     * or refused above): a copy older than that is not stapled either */
+    staple_reg_held(&reg->slots[it->index], &held);
+    if (it->der && staple_resp_compare(&it->copy_info, &held) == STAPLE_FRESH_NEWER) {
+        free(it->der);
+        it->der = NULL;
+        it->der_len = 0;
     }
     if (it->der && now >= it->next_update) {
         free(it->der);
@@ -529,8 +380,8 @@ int staple_reg_copy(staple_reg_t *reg, staple_item_t *it, staple_copy_fn *copy,
     if (it->der && now < it->next_update) {
         copy(it->der, it->der_len, baton);
         if (this_update) {
-            *this_update = it->copy_this_update;
-            *next_update = it->copy_next_update;
+            *this_update = it->copy_info.this_update;
+            *next_update = it->copy_info.next_update;
         }
         ok = 1;
     } else {

@@ -60,6 +60,8 @@ typedef struct {
     char addresses[STAPLE_ADDR_LEN];   /* F: its host's addresses, comma-separated; S */
 } staple_rslot_t;
 
+typedef struct staple_resolve_t staple_resolve_t;
+
 /* A responder URL, shared by the certificates that name it. */
 typedef struct {
     const char *url;
@@ -109,16 +111,17 @@ typedef struct {
     apr_thread_rwlock_t *lock;
     unsigned char *der; /* malloc'ed: the process copy */
     apr_size_t der_len;
-    apr_time_t next_update; /* until when the copy may be stapled */
-    apr_time_t copy_this_update, copy_next_update;
+    apr_time_t next_update;       /* until when the copy may be stapled */
+    staple_resp_info_t copy_info; /* what the copy says */
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
     apr_time_t warned_at; /* last warning about a cache entry, rate limit */
 
-    int in_flight;     /* being fetched by this process */
-    int try_k;         /* the URL (index into urls) being tried */
-    int tried;         /* URLs tried in this fetch */
-    int window_warned; /* StapleRenewWindow is longer than its validity: said */
+    int in_flight;               /* being fetched by this process */
+    int try_k;                   /* the URL (index into urls) being tried */
+    int tried;                   /* URLs tried in this fetch */
+    int window_warned;           /* StapleRenewWindow is longer than its validity: said */
+    apr_time_t lease_wait_since; /* another server's lease held off its fetch */
 } staple_item_t;
 
 struct staple_reg_t {
@@ -132,13 +135,16 @@ struct staple_reg_t {
     staple_cache_ops_t shared; /* StapleCache */
     staple_cache_ops_t local;  /* what handshakes read */
     int node_local;            /* local is not shared */
-    /* In a round with a deadline (startup), a StapleCache that answers more
-     * slowly than this is left alone for the rest of the round (shared_off):
-     * it must not keep the first responses from the handshakes. */
+    /* A StapleCache that answers more slowly than this is left alone for
+     * the rest of the round (shared_off): at startup it must not keep the
+     * first responses from the handshakes, later it must not hold up the
+     * renewals of the other certificates. */
     apr_interval_time_t shared_budget; /* 0: no limit */
     int shared_off;
-    apr_time_t next_store_scan;     /* of this process (the refresher) */
-    apr_array_header_t *responders; /* staple_responder_t * */
+    int startup_round;                  /* the round has a deadline */
+    apr_time_t next_store_scan;         /* of this process (the refresher) */
+    apr_array_header_t *responders;     /* staple_responder_t * */
+    struct staple_resolve_t *resolving; /* the resolver thread's, or NULL */
     apr_hash_t *responder_by_url;
     apr_hash_t *by_certid; /* CertID (staple_reg_relay.c's key) -> staple_item_t */
     staple_stats_t *stats;
@@ -175,8 +181,13 @@ void staple_reg_check_clock(staple_reg_t *reg, const staple_responder_t *r,
                             const staple_fetch_t *f, const staple_resp_info_t *info,
                             apr_time_t now);
 
-/* Resolve the hosts of the responders used since, for the status page. */
-void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t since, apr_pool_t *p);
+/* Resolve the hosts of the responders in use, for the status page, in a
+ * thread of their own; a round with a deadline waits for it until then.
+ * What was resolved reaches shared memory at this call or a later one. */
+void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t deadline);
+
+/* The process goes: what the resolver thread does is not wanted any more. */
+void staple_reg_resolve_end(staple_reg_t *reg);
 
 /* The responders of a snapshot. */
 void staple_reg_snap_responders(staple_reg_t *reg, staple_snapshot_t *snap,
@@ -244,5 +255,42 @@ apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *
                                    unsigned char **pder, apr_size_t *pder_len,
                                    apr_time_t *fetched_at, staple_resp_info_t *info,
                                    char *why, apr_size_t whylen, apr_pool_t *p);
+
+/* A verified response with the time it was fetched. */
+typedef struct {
+    unsigned char *der;
+    apr_size_t len;
+    apr_time_t fetched_at;
+    staple_resp_info_t info;
+} staple_resp_t;
+
+/* "producedAt ..., thisUpdate ..." of a response, for log lines. */
+const char *staple_reg_resp_times(apr_pool_t *p, const staple_resp_info_t *info);
+
+/* The certificate's file in StapleStore: keep a response there, or read
+ * and verify it (removing one expired or rejected when remove_bad). */
+void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
+                           apr_size_t len, apr_pool_t *p);
+int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          staple_resp_t *r, int remove_bad, apr_pool_t *p);
+
+/* Before fetching, what StapleCache (and at the first look, StapleStore)
+ * holds: 1 when the certificate needs no fetch now (staple_reg_cache.c). */
+int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_pool_t *p);
+
+/* Put a response into StapleCache unless it holds the same or a newer one. */
+void staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
+                                   const staple_resp_t *r, apr_time_t now, apr_pool_t *p);
+
+/* The cluster's fetch lease (taken when take): 0 when another server
+ * holds it. */
+int staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
+                          apr_pool_t *p);
+
+/* Whether StapleCache answers within budget, asked from a thread. */
+int staple_reg_probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_t *p);
+
+/* How long a round lets StapleCache take to answer. */
+#define STAPLE_SHARED_BUDGET_MAX apr_time_from_sec(1)
 
 #endif /* STAPLE_REG_INT_H */

@@ -2,6 +2,7 @@
  * The registry's fetch rounds: what is due, the store on disk, the shared
  * cache and its lease, fetching, and what a result changes.
  */
+#include <errno.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -19,9 +20,8 @@
 #define STAPLE_IDLE_MAX apr_time_from_sec(3600)
 
 /* How long a server waits for the lease holder's response before its own
- * next look, and how long a lease outlives the holder's fetch. */
-#define STAPLE_LEASE_WAIT  apr_time_from_sec(2)
-#define STAPLE_LEASE_GRACE apr_time_from_sec(5)
+ * next look. */
+#define STAPLE_LEASE_WAIT apr_time_from_sec(2)
 
 typedef struct {
     staple_reg_t *reg;
@@ -86,8 +86,8 @@ static void record_failure(staple_reg_t *reg, staple_item_t *it,
 /* ------------------------------------------------------------------ */
 /* The store on disk                                                   */
 
-static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
-                       apr_size_t len, apr_pool_t *p)
+void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
+                           apr_size_t len, apr_pool_t *p)
 {
     char err[512];
 
@@ -107,23 +107,16 @@ static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char
                        &reg->slots[it->index].store_mtime, p);
 }
 
-/* A verified response with the time it was fetched. */
-typedef struct {
-    unsigned char *der;
-    apr_size_t len;
-    apr_time_t fetched_at;
-    staple_resp_info_t info;
-} resp_t;
-
 /* Read and verify the certificate's file in StapleStore. Expired and
  * rejected files are removed. */
-static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp_t *r,
-                      int remove_bad, apr_pool_t *p)
+int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          staple_resp_t *r, int remove_bad, apr_pool_t *p)
 {
     const char *path, *dir = reg->opts.store;
     staple_check_e rc;
     apr_status_t rv;
     char why[256];
+    int remove;
 
     if (dir == NULL) {
         return 0;
@@ -144,12 +137,14 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
     }
     rc = staple_ocsp_check(it->cert, r->der, r->len, now, &reg->opts.check, &r->info, why,
                            sizeof(why));
+    /* one not yet valid may be by a clock that is behind: it stays */
+    remove = remove_bad && rc != STAPLE_CHECK_NOT_YET_VALID;
     if (rc != STAPLE_CHECK_OK) {
         staple_reg_log(
             reg, rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
             "StapleStore: %s for %s rejected (%s): %s%s", path, it->cert->subject,
-            staple_check_name(rc), why, remove_bad ? "; removed" : "");
-        if (remove_bad) {
+            staple_check_name(rc), why, remove ? "; removed" : "");
+        if (remove) {
             staple_store_remove(dir, it->cert->id_hex, p);
         }
         return 0;
@@ -164,138 +159,6 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
                    it->cert->subject, it->cert->serial,
                    staple_cert_status_name(r->info.cert_status), path,
                    staple_fmt_duration(p, r->info.next_update - now));
-    return 1;
-}
-
-/* "producedAt ..., thisUpdate ..." of a response, for log lines. */
-static const char *resp_times(apr_pool_t *p, const staple_resp_info_t *info)
-{
-    return apr_psprintf(p, "producedAt %s, thisUpdate %s",
-                        staple_fmt_time(p, info->produced_at),
-                        staple_fmt_time(p, info->this_update));
-}
-
-/* ------------------------------------------------------------------ */
-/* The shared cache                                                    */
-
-/*
- * Before fetching, look at the shared cache: another process, a previous
- * run or another server of a cluster may hold a newer response, by its
- * signed times, than the one this server staples. At startup the copy in
- * StapleStore comes first; it goes into StapleCache only when StapleCache
- * holds nothing newer. Returns 1 when the certificate needs no fetch now.
- */
-static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
-                        apr_pool_t *p)
-{
-    staple_slot_t *sl = &reg->slots[it->index];
-    staple_resp_info_t held;
-    staple_fresh_e fresh = STAPLE_FRESH_SAME;
-    resp_t st, sh;
-    apr_time_t due;
-    char why[256];
-    apr_status_t rv;
-    int stored = 0, adopted = 0, share;
-
-    /* nothing held yet on this server: the store on disk comes first, it
-     * does not depend on a cache on the network answering */
-    if (sl->this_update == 0 && store_read(reg, it, now, &st, 1, p)) {
-        staple_store_mtime(reg->opts.store, it->cert->id_hex, &sl->store_mtime, p);
-        stored = 1;
-        if (reg->node_local) {
-            staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, 0, p);
-        }
-    }
-    rv = staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
-                               &sh.fetched_at, &sh.info, why, sizeof(why), p);
-    if (rv == APR_SUCCESS) {
-        if (stored) {
-            held = st.info;
-        } else {
-            staple_reg_held(sl, &held);
-        }
-        fresh = staple_resp_compare(&held, &sh.info);
-        if (fresh == STAPLE_FRESH_NEWER) {
-            /* another server of the cluster fetched it: it also ends this
-             * server's failures, whatever its own route to the responder */
-            staple_reg_publish(reg, it, sh.der, sh.len, sh.fetched_at, &sh.info, 0, p);
-            adopted = 1;
-            sl->failures = 0;
-            /* this server's own copy on disk, for restarts while the
-             * shared cache is away */
-            store_save(reg, it, sh.der, sh.len, p);
-            staple_reg_log(reg, STAPLE_LOG_DEBUG,
-                           "OCSP for %s: adopted the response fetched %s ago from %s",
-                           it->cert->subject, staple_fmt_duration(p, now - sh.fetched_at),
-                           reg->shared.name);
-        } else if (fresh != STAPLE_FRESH_SAME) {
-            staple_reg_log(reg, STAPLE_LOG_INFO,
-                           "OCSP for %s: %s holds an %s response (%s) than this "
-                           "server's (%s): kept this server's",
-                           it->cert->subject, reg->shared.name,
-                           fresh == STAPLE_FRESH_OLDER ? "older" : "unrevoked, so older",
-                           resp_times(p, &sh.info), resp_times(p, &held));
-        }
-        free(sh.der);
-    } else if (rv == APR_EINVAL) {
-        /* corrupt, or not for this certificate: fetch now, which also
-         * replaces it for every server sharing the cache */
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "OCSP response for %s in %s rejected, fetching a new one: %s",
-                       it->cert->subject, reg->shared.name, why);
-    }
-    /* unless StapleCache had a newer one, the copy on disk is what this
-     * server staples, and StapleCache gets it unless it holds the same */
-    share = stored && !adopted && !(rv == APR_SUCCESS && fresh == STAPLE_FRESH_SAME);
-    if (stored && !adopted && !reg->node_local) {
-        staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, share, p);
-    } else if (share) {
-        staple_reg_share(reg, it, st.der, st.len, st.fetched_at, &st.info, p);
-    }
-    if (rv == APR_EINVAL || sl->valid_until <= now) {
-        return 0;
-    }
-    due = staple_refresh_due(&reg->opts.timing, sl->fetched_at, sl->this_update,
-                             sl->valid_until, staple_reg_jitter(reg));
-    if (due <= now) {
-        return 0;
-    }
-    sl->due = due;
-    return 1;
-}
-
-/*
- * In a cluster, one server fetches for all: before fetching, take a short
- * lease in StapleCache (when take). Returns 0 when another server holds it.
- */
-static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
-                      apr_pool_t *p)
-{
-    const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
-    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
-    unsigned char holder[256];
-    unsigned int len = sizeof(holder) - 1;
-
-    if (!reg->node_local) {
-        return 1; /* a cache of this server alone: nobody to share with */
-    }
-    if (reg->shared_off) {
-        return 1; /* StapleCache too slow for the startup fetch */
-    }
-    if (staple_reg_cache_get(reg, &reg->shared, (const unsigned char *)key,
-                             (unsigned int)strlen(key), holder, &len, p) == APR_SUCCESS) {
-        holder[len] = '\0';
-        if (strcmp((const char *)holder, me)) {
-            return 0;
-        }
-    }
-    if (!take) {
-        return 1;
-    }
-    staple_reg_cache_put(reg, &reg->shared, (const unsigned char *)key,
-                         (unsigned int)strlen(key),
-                         now + reg->opts.fetch.timeout + STAPLE_LEASE_GRACE,
-                         (const unsigned char *)me, (unsigned int)strlen(me), p);
     return 1;
 }
 
@@ -416,17 +279,23 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                                         "undone",
                                   staple_outcome_name(outcome),
                                   staple_cert_status_name(info.cert_status),
-                                  resp_times(p, &info),
+                                  staple_reg_resp_times(p, &info),
                                   staple_cert_status_name(held.cert_status),
-                                  resp_times(p, &held)));
+                                  staple_reg_resp_times(p, &held)));
         return;
     }
     it->in_flight = 0;
     count_outcome(reg, STAPLE_CHECK_OK, f->duration);
     staple_reg_responder_ok(reg, r, now);
     sl->url_pref = (apr_uint32_t)it->try_k; /* asked first next time */
-    staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
-    store_save(reg, it, f->body, f->body_len, p);
+    /* In a cluster another server may have put a newer response into
+     * StapleCache while this one fetched: it stays there. */
+    staple_reg_publish(reg, it, f->body, f->body_len, now, &info, !reg->node_local, p);
+    if (reg->node_local) {
+        staple_resp_t got = {f->body, f->body_len, now, info};
+        staple_reg_share_unless_newer(reg, it, &got, now, p);
+    }
+    staple_reg_store_save(reg, it, f->body, f->body_len, p);
     sl->failures = 0;
     sl->events_pending |=
         1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
@@ -461,6 +330,12 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
 }
 
+/* Whether the process is going: no more certificates are taken up. */
+static int stopping(const staple_reg_t *reg)
+{
+    return reg->opts.stopping && reg->opts.stopping();
+}
+
 /* Queue every certificate that is due and not being fetched already. */
 static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now)
 {
@@ -468,7 +343,7 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
     apr_pool_t *p = rd->pool;
     int i;
 
-    for (i = 0; i < reg->items->nelts; i++) {
+    for (i = 0; i < reg->items->nelts && !stopping(reg); i++) {
         staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
         staple_slot_t *sl = &reg->slots[it->index];
         int asked;
@@ -480,12 +355,12 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
          * otherwise the shared cache first, also while this server's own
          * fetches fail: the cluster's fresh responses are as good */
         asked = apr_atomic_xchg32(&sl->refresh_asked, 0);
-        if (!asked && adopt_cached(reg, it, now, p)) {
+        if (!asked && staple_reg_adopt(reg, it, now, p)) {
             continue;
         }
         /* a failing server does not take the lease, which would keep the
          * healthy ones from fetching, but waits for a holder's response */
-        if (!take_lease(reg, it, now, sl->failures == 0, p)) {
+        if (!staple_reg_take_lease(reg, it, now, sl->failures == 0, p)) {
             /* another server is fetching it: adopt its result */
             sl->due = now + STAPLE_LEASE_WAIT;
             APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
@@ -512,11 +387,35 @@ static void more_due(apr_array_header_t *fetches, void *ctx)
             APR_ARRAY_IDX(rd->retry, i, staple_fetch_t *);
     }
     rd->retry->nelts = 0;
-    if (rd->reg->opts.stopping && rd->reg->opts.stopping()) {
+    if (stopping(rd->reg)) {
         return; /* let the running transfers end and the process go */
     }
     if (rd->keep_adding && now < rd->add_until) {
         collect_due(rd, fetches, now);
+    }
+}
+
+/* After a run: a fetch libcurl could not run (or a next URL it never got
+ * to) is a failure, and its certificate is not left in flight. */
+static void settle(round_t *rd, apr_status_t rv)
+{
+    staple_reg_t *reg = rd->reg;
+    apr_time_t now = staple_reg_now(reg);
+    char err[120];
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+
+        if (it->in_flight) {
+            it->in_flight = 0;
+            record_failure(reg, it, STAPLE_URL(it, it->try_k), now,
+                           rv != APR_SUCCESS
+                               ? apr_pstrcat(rd->pool, "libcurl could not run it: ",
+                                             apr_strerror(rv, err, sizeof(err)), NULL)
+                               : "libcurl did not run it",
+                           rd->pool);
+        }
     }
 }
 
@@ -526,12 +425,12 @@ static void wait_for_leases(round_t *rd)
     apr_array_header_t *waiting = rd->waiting;
     int i;
 
-    while (waiting->nelts > 0 &&
+    while (waiting->nelts > 0 && !stopping(rd->reg) &&
            staple_reg_now(rd->reg) + apr_time_from_msec(200) < rd->deadline) {
         apr_sleep(apr_time_from_msec(200));
         for (i = 0; i < waiting->nelts; i++) {
             staple_item_t *it = APR_ARRAY_IDX(waiting, i, staple_item_t *);
-            if (adopt_cached(rd->reg, it, staple_reg_now(rd->reg), rd->pool)) {
+            if (staple_reg_adopt(rd->reg, it, staple_reg_now(rd->reg), rd->pool)) {
                 APR_ARRAY_IDX(waiting, i, staple_item_t *) =
                     APR_ARRAY_IDX(waiting, waiting->nelts - 1, staple_item_t *);
                 waiting->nelts--;
@@ -545,23 +444,25 @@ static void wait_for_leases(round_t *rd)
  * (offline delivery). */
 #define STAPLE_STORE_SCAN apr_time_from_sec(50)
 
-/* Put a response into StapleCache unless it holds the same or a newer one. */
-static void share_unless_newer(staple_reg_t *reg, staple_item_t *it, const resp_t *r,
-                               apr_time_t now, apr_pool_t *p)
+/* Write the response held back into StapleStore, over an older file: a
+ * restart must not begin with the older one. */
+static void store_restore(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          apr_pool_t *p)
 {
-    resp_t sh;
+    staple_resp_info_t info;
+    staple_resp_t held;
     char why[256];
 
-    if (staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
-                              &sh.fetched_at, &sh.info, why, sizeof(why),
-                              p) == APR_SUCCESS) {
-        staple_fresh_e f = staple_resp_compare(&r->info, &sh.info);
-        free(sh.der);
-        if (f == STAPLE_FRESH_NEWER || f == STAPLE_FRESH_SAME) {
-            return; /* StapleCache is as new already, or newer */
-        }
+    if (staple_reg_cache_load(reg, &reg->local, it, now, &held.der, &held.len,
+                              &held.fetched_at, &held.info, why, sizeof(why),
+                              p) != APR_SUCCESS) {
+        return; /* nothing to put back: the next fetch writes the file */
     }
-    staple_reg_share(reg, it, r->der, r->len, r->fetched_at, &r->info, p);
+    staple_reg_held(&reg->slots[it->index], &info);
+    if (staple_resp_compare(&info, &held.info) == STAPLE_FRESH_SAME) {
+        staple_reg_store_save(reg, it, held.der, held.len, p);
+    }
+    free(held.der);
 }
 
 /*
@@ -579,7 +480,7 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         staple_slot_t *sl = &reg->slots[i];
         staple_resp_info_t held;
         apr_time_t mtime;
-        resp_t st;
+        staple_resp_t st;
 
         if (it->in_flight ||
             staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) !=
@@ -591,24 +492,26 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         if (sl->this_update == 0) {
             /* nothing held: the look at the store and the shared cache of
              * a start decides, at once rather than at the next retry */
-            adopt_cached(reg, it, now, p);
+            staple_reg_adopt(reg, it, now, p);
             continue;
         }
-        if (!store_read(reg, it, now, &st, 0, p)) {
+        if (!staple_reg_store_read(reg, it, now, &st, 0, p)) {
             continue;
         }
         staple_reg_held(sl, &held);
         if (staple_resp_compare(&held, &st.info) != STAPLE_FRESH_NEWER) {
             staple_reg_log(reg, STAPLE_LOG_INFO,
                            "OCSP for %s: the response put into StapleStore (%s) is not "
-                           "newer than the one held (%s): kept the one held",
-                           it->cert->subject, resp_times(p, &st.info),
-                           resp_times(p, &held));
+                           "newer than the one held (%s): kept the one held, and put "
+                           "it back into StapleStore",
+                           it->cert->subject, staple_reg_resp_times(p, &st.info),
+                           staple_reg_resp_times(p, &held));
+            store_restore(reg, it, now, p);
             continue;
         }
         staple_reg_publish(reg, it, st.der, st.len, now, &st.info, !reg->node_local, p);
         if (reg->node_local) {
-            share_unless_newer(reg, it, &st, now, p);
+            staple_reg_share_unless_newer(reg, it, &st, now, p);
         }
         sl->failures = 0;
         sl->due = staple_refresh_due(&reg->opts.timing, now, st.info.this_update,
@@ -618,71 +521,9 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
                        "StapleStore (%s): stapled, valid for %s",
                        it->cert->subject, it->cert->serial,
                        staple_cert_status_name(st.info.cert_status),
-                       resp_times(p, &st.info),
+                       staple_reg_resp_times(p, &st.info),
                        staple_fmt_duration(p, sl->valid_until - now));
     }
-}
-
-/* How long a startup round lets StapleCache take to answer. */
-#define STAPLE_SHARED_BUDGET_MAX apr_time_from_sec(1)
-
-typedef struct {
-    staple_reg_t *reg;
-    apr_uint32_t done;
-} probe_t;
-
-static void *APR_THREAD_FUNC probe_thread(apr_thread_t *t, void *data)
-{
-    probe_t *pr = data;
-    unsigned char buf[64];
-    unsigned int len = sizeof(buf);
-    apr_pool_t *p;
-
-    (void)t;
-    if (apr_pool_create_unmanaged_ex(&p, NULL, NULL) == APR_SUCCESS) {
-        pr->reg->shared.get(pr->reg->shared.baton, (const unsigned char *)"staple-probe",
-                            12, buf, &len, p);
-        apr_pool_destroy(p);
-    }
-    apr_atomic_set32(&pr->done, 1);
-    return NULL;
-}
-
-/*
- * Before a round with a deadline, one look at StapleCache on the network,
- * from a thread of its own: a cache that hangs (a paused redis waits for
- * its RedisTimeout) must not hold the first responses back. Returns 0 when
- * it did not answer within the budget; the thread is then left to finish
- * or to end with the process (the startup child exits after its round).
- */
-static int probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_t *p)
-{
-    probe_t *pr = calloc(1, sizeof(*pr));
-    apr_time_t until = apr_time_now() + budget;
-    apr_thread_t *t;
-    apr_status_t trv;
-
-    if (pr == NULL) {
-        return 1;
-    }
-    pr->reg = reg;
-    if (apr_thread_create(&t, NULL, probe_thread, pr, p) != APR_SUCCESS) {
-        free(pr);
-        return 1; /* no thread: the round is bounded by its deadline still */
-    }
-    while (!apr_atomic_read32(&pr->done) && apr_time_now() < until) {
-        apr_sleep(apr_time_from_msec(5));
-    }
-    if (!apr_atomic_read32(&pr->done)) {
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "%s did not answer within %" APR_TIME_T_FMT " ms: the startup "
-                       "fetch goes on without it, and the refresher uses it later",
-                       reg->shared.name, apr_time_as_msec(budget));
-        return 0;
-    }
-    apr_thread_join(&trv, t);
-    free(pr);
-    return 1;
 }
 
 static apr_time_t next_due(const staple_reg_t *reg)
@@ -711,6 +552,7 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     staple_fetch_run_fn *run =
         reg->opts.fetch_run ? reg->opts.fetch_run : staple_fetch_run;
     round_t rd = {0};
+    apr_status_t rv;
 
     rd.reg = reg;
     rd.pool = p;
@@ -720,13 +562,13 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     rd.add_until = now + STAPLE_ROUND_MAX;
     rd.deadline = deadline;
     reg->shared_off = 0;
-    reg->shared_budget = 0;
+    reg->shared_budget = reg->node_local ? STAPLE_SHARED_BUDGET_MAX : 0;
+    reg->startup_round = deadline != 0;
     if (deadline && reg->node_local) {
-        reg->shared_budget = (deadline - now) / 4;
-        if (reg->shared_budget > STAPLE_SHARED_BUDGET_MAX) {
-            reg->shared_budget = STAPLE_SHARED_BUDGET_MAX;
+        if (reg->shared_budget > (deadline - now) / 4) {
+            reg->shared_budget = (deadline - now) / 4;
         }
-        reg->shared_off = !probe_shared(reg, reg->shared_budget, p);
+        reg->shared_off = !staple_reg_probe_shared(reg, reg->shared_budget, p);
     }
     if (reg->opts.store && !deadline && now >= reg->next_store_scan) {
         reg->next_store_scan = now + STAPLE_STORE_SCAN;
@@ -734,17 +576,19 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     }
     collect_due(&rd, fetches, now);
     if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
+        staple_reg_resolve_responders(reg, 0);
         return next_due(reg);
     }
     staple_reg_log(reg, STAPLE_LOG_DEBUG, "fetching %d OCSP response(s)", fetches->nelts);
-    run(fetches, &reg->opts.fetch, deadline, on_fetched, more_due, &rd, p);
-    staple_reg_resolve_responders(reg, now, p);
+    rv = run(fetches, &reg->opts.fetch, deadline, on_fetched, more_due, &rd, p);
+    settle(&rd, rv);
     if (rd.deferred > 0) {
         staple_reg_log(reg, STAPLE_LOG_INFO,
                        "%d OCSP fetch(es) did not finish before StapleStartupTimeout: "
                        "the background refresher does them",
                        rd.deferred);
     }
+    staple_reg_resolve_responders(reg, deadline);
     wait_for_leases(&rd);
     return next_due(reg);
 }

@@ -4,9 +4,15 @@
  * failures, whether it refuses GET, its clock, its addresses), kept in
  * shared memory for the status page.
  */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include <apr_atomic.h>
 #include <apr_network_io.h>
 #include <apr_strings.h>
 #include <apr_uri.h>
@@ -156,33 +162,155 @@ void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
     rs->last_ok_at = now;
 }
 
-void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t since, apr_pool_t *p)
+/*
+ * The host names are resolved by a thread of their own, into memory of its
+ * own: a resolver that hangs must not hold up the refresher's renewals.
+ * The refresher copies what it found into shared memory at a later round.
+ */
+typedef struct {
+    int index; /* of the responder */
+    char host[256];
+    char addresses[STAPLE_ADDR_LEN];
+} resolve_entry_t;
+
+/* A job's state: the thread sets DONE, unless its owner went (GONE): then
+ * the thread frees it. */
+#define RESOLVE_RUNNING 0
+#define RESOLVE_DONE    1
+#define RESOLVE_GONE    2
+
+struct staple_resolve_t {
+    apr_uint32_t state;
+    int n;
+    resolve_entry_t e[];
+};
+
+static void *resolve_thread(void *data)
 {
-    apr_time_t now = staple_reg_now(reg);
+    staple_resolve_t *job = data;
     int i;
 
+    for (i = 0; i < job->n; i++) {
+        resolve_entry_t *e = &job->e[i];
+        struct addrinfo hints, *res = NULL, *ai;
+        apr_size_t used = 0;
+
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(e->host, NULL, &hints, &res) != 0) {
+            continue;
+        }
+        for (ai = res; ai; ai = ai->ai_next) {
+            char ip[INET6_ADDRSTRLEN];
+            const void *a =
+                ai->ai_family == AF_INET
+                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                : ai->ai_family == AF_INET6
+                    ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                    : NULL;
+            apr_size_t l;
+
+            if (a == NULL || inet_ntop(ai->ai_family, a, ip, sizeof(ip)) == NULL ||
+                strstr(e->addresses, ip)) {
+                continue;
+            }
+            l = strlen(ip);
+            if (used + l + 2 > sizeof(e->addresses)) {
+                break;
+            }
+            if (used) {
+                e->addresses[used++] = ',';
+            }
+            memcpy(e->addresses + used, ip, l + 1);
+            used += l;
+        }
+        freeaddrinfo(res);
+    }
+    if (apr_atomic_cas32(&job->state, RESOLVE_DONE, RESOLVE_RUNNING) == RESOLVE_GONE) {
+        free(job);
+    }
+    return NULL;
+}
+
+void staple_reg_resolve_end(staple_reg_t *reg)
+{
+    staple_resolve_t *job = reg->resolving;
+
+    reg->resolving = NULL;
+    if (job &&
+        apr_atomic_cas32(&job->state, RESOLVE_GONE, RESOLVE_RUNNING) == RESOLVE_DONE) {
+        free(job);
+    }
+}
+
+/* Copy what the resolver thread found, once it is done. */
+static void resolve_collect(staple_reg_t *reg, apr_time_t now)
+{
+    staple_resolve_t *job = reg->resolving;
+    int i;
+
+    if (job == NULL || apr_atomic_read32(&job->state) != RESOLVE_DONE) {
+        return;
+    }
+    for (i = 0; i < job->n; i++) {
+        staple_rslot_t *rs = &reg->rslots[job->e[i].index];
+        apr_cpystrn(rs->addresses, job->e[i].addresses, sizeof(rs->addresses));
+        rs->resolved_at = now;
+    }
+    free(job);
+    reg->resolving = NULL;
+}
+
+void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t deadline)
+{
+    apr_time_t now = staple_reg_now(reg);
+    staple_resolve_t *job;
+    pthread_attr_t attr;
+    pthread_t t;
+    int i, n = 0, started;
+
+    resolve_collect(reg, now);
+    if (reg->resolving) {
+        return; /* still at it */
+    }
+    job = calloc(1, sizeof(*job) +
+                        sizeof(resolve_entry_t) * (apr_size_t)reg->responders->nelts);
+    if (job == NULL) {
+        return;
+    }
     for (i = 0; i < reg->responders->nelts; i++) {
         staple_responder_t *r = APR_ARRAY_IDX(reg->responders, i, staple_responder_t *);
         staple_rslot_t *rs = &reg->rslots[i];
-        apr_sockaddr_t *sa;
-        char *list = NULL, *ip;
 
-        if (rs->last_used_at < since || !*r->host ||
+        if (rs->last_used_at == 0 || !*r->host ||
+            strlen(r->host) >= sizeof(job->e[n].host) ||
             (rs->resolved_at && now - rs->resolved_at < STAPLE_RESOLVE_INTERVAL)) {
             continue;
         }
-        rs->resolved_at = now;
-        if (apr_sockaddr_info_get(&sa, r->host, APR_UNSPEC, (apr_port_t)r->port, 0, p) !=
-            APR_SUCCESS) {
-            continue;
+        job->e[n].index = i;
+        memcpy(job->e[n].host, r->host, strlen(r->host) + 1);
+        n++;
+    }
+    job->n = n;
+    started = n > 0 && pthread_attr_init(&attr) == 0;
+    if (started) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        started = pthread_create(&t, &attr, resolve_thread, job) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started) {
+        free(job);
+        return;
+    }
+    reg->resolving = job;
+    /* a startup round waits for it until its deadline: the startup child
+     * ends with the round */
+    if (deadline > now) {
+        apr_time_t until = apr_time_now() + (deadline - now);
+        while (apr_atomic_read32(&job->state) != RESOLVE_DONE && apr_time_now() < until) {
+            apr_sleep(apr_time_from_msec(5));
         }
-        for (; sa; sa = sa->next) {
-            if (apr_sockaddr_ip_get(&ip, sa) == APR_SUCCESS &&
-                (list == NULL || !strstr(list, ip))) {
-                list = list ? apr_pstrcat(p, list, ",", ip, NULL) : ip;
-            }
-        }
-        apr_cpystrn(rs->addresses, list ? list : "", sizeof(rs->addresses));
+        resolve_collect(reg, now);
     }
 }
 
