@@ -191,7 +191,11 @@ staple_relay_e staple_reg_relay(staple_reg_t *reg, const unsigned char *req,
 /**
  * The OCSP request of a GET (RFC 5019: the URL-encoded base64 of the DER
  * request after the responder's URL): the path of the request URI as it
- * was sent, before any decoding.
+ * was sent, before any decoding. Linear in the path: one longer than 2048
+ * characters is refused as it is; otherwise it is %-decoded once, and at
+ * most 8 candidates are decoded as base64, the rests after its slashes
+ * (the last first) that can be one: a multiple of 4 long, starting with
+ * the 'M' of a DER SEQUENCE.
  * @return 1 and the DER, or 0 when no part of the path is one
  */
 int staple_relay_get_request(apr_pool_t *p, const char *path, unsigned char **der,

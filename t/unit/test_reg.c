@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_base64.h>
 #include <apr_strings.h>
 
 #include <unistd.h>
@@ -1124,6 +1125,70 @@ static void test_method_and_failover(void)
     CHECK(snap->responders[0].successes == 1 || snap->responders[1].successes == 1);
 }
 
+/* The OCSP request of a relay GET: after a slash, %-decoded once, in a
+ * path of at most 2048 characters. */
+static void test_relay_get(void)
+{
+    const unsigned char *q = leaf_sc->req_der;
+    OCSP_REQUEST *req = d2i_OCSP_REQUEST(NULL, &q, (long)leaf_sc->req_len);
+    unsigned char nonce[24], *der = NULL, *got;
+    apr_size_t got_len, i;
+    char *b64, *enc, *e, *path;
+    int len, slashes = 0;
+
+    /* a nonce of 0xff bytes: base64 full of slashes, more than eight */
+    memset(nonce, 0xff, sizeof(nonce));
+    CHECK(req && OCSP_request_add1_nonce(req, nonce, sizeof(nonce)));
+    len = i2d_OCSP_REQUEST(req, &der);
+    OCSP_REQUEST_free(req);
+    CHECK(len > 0);
+    b64 = apr_palloc(pool, (apr_size_t)apr_base64_encode_len(len));
+    apr_base64_encode(b64, (const char *)der, len);
+    enc = e = apr_palloc(pool, 3 * strlen(b64) + 1);
+    for (i = 0; b64[i]; i++) {
+        slashes += b64[i] == '/';
+        if (b64[i] == '/' || b64[i] == '+' || b64[i] == '=') {
+            e += sprintf(e, "%%%02X", b64[i]);
+        } else {
+            *e++ = b64[i];
+        }
+    }
+    *e = '\0';
+    CHECK(slashes > 8);
+
+#define FOUND(path)                                                                      \
+    (staple_relay_get_request(pool, (path), &got, &got_len) &&                           \
+     got_len == (apr_size_t)len && !memcmp(got, der, got_len))
+    /* sent as it is (its slashes too), or %-encoded, under any location */
+    CHECK(FOUND(apr_pstrcat(pool, "/ocsp/", b64, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/ocsp/", enc, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/a/b/c/d/e/f/g/h/i/j/k/", enc, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/", enc, NULL)));
+    /* base64 comes in groups of four: the padding is not optional */
+    if (b64[strlen(b64) - 1] == '=') {
+        CHECK(!FOUND(
+            apr_pstrndup(pool, apr_pstrcat(pool, "/ocsp/", b64, NULL), strlen(b64) + 5)));
+    }
+    CHECK(!FOUND("/ocsp/"));
+    CHECK(!FOUND("/ocsp/MEow"));
+    CHECK(!FOUND("/ocsp/%zz"));
+    /* 2048 characters at most, whatever they hold */
+    path = apr_pstrcat(pool, "/", enc, NULL);
+    path = apr_pstrcat(pool, apr_psprintf(pool, "/%0*d", (int)(2047 - strlen(path)), 0),
+                       path, NULL);
+    CHECK(strlen(path) == 2048 && FOUND(path));
+    CHECK(!FOUND(apr_pstrcat(pool, "/", path, NULL)));
+    path = apr_palloc(pool, 100001);
+    for (i = 0; i < 100000; i += 2) {
+        path[i] = '/';
+        path[i + 1] = 'A';
+    }
+    path[100000] = '\0';
+    CHECK(!FOUND(path));
+#undef FOUND
+    OPENSSL_free(der);
+}
+
 int main(void)
 {
     test_init();
@@ -1158,6 +1223,7 @@ int main(void)
     run_case("responders: the clock against the responder's Date", test_clock);
     run_case("responders: POST when GET is refused, then the next URL",
              test_method_and_failover);
+    run_case("relay: a GET's request, found in linear time", test_relay_get);
 
     mem_clear(&shared_mem);
     mem_clear(&local_a);
