@@ -6,8 +6,10 @@
  *   GET  <status-url>?der=<id-hex>     the response held, as DER
  *
  * The refresher (another process) does the fetching; the answer (202) says
- * what was scheduled. A POST from another site (Origin, Sec-Fetch-Site) is
- * refused, so that a page an operator visits cannot make the server fetch.
+ * what was scheduled, and what was not because its refresh was asked for
+ * less than STAPLE_REFRESH_MIN_INTERVAL ago. A POST from another site
+ * (Origin, Sec-Fetch-Site) is refused, so that a page an operator visits
+ * cannot make the server fetch.
  * Who may use it is what the operator's Require gives the handler.
  */
 #include <apr_lib.h>
@@ -88,7 +90,8 @@ static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
     unsigned char id[STAPLE_ID_LEN];
     const char *why;
     staple_snapshot_t *snap;
-    int i, n;
+    staple_refresh_e *outcome;
+    int i, n, skipped = 0;
 
     r->allowed = AP_METHOD_BIT << M_POST;
     if (r->method_number != M_POST) {
@@ -106,20 +109,37 @@ static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
         return HTTP_BAD_REQUEST;
     }
     ap_discard_request_body(r);
-    if ((n = staple_reg_request_refresh(reg, *which ? id : NULL)) == 0) {
+    outcome = apr_pcalloc(r->pool, sizeof(*outcome) * (apr_size_t)staple_reg_count(reg));
+    if ((n = staple_reg_request_refresh(reg, *which ? id : NULL, outcome)) == 0) {
         return HTTP_NOT_FOUND;
     }
+    for (i = 0; i < staple_reg_count(reg); i++) {
+        skipped += outcome[i] == STAPLE_REFRESH_TOO_RECENT;
+    }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "staple-status: refresh of %d certificate(s) asked by %s", n,
-                  r->useragent_ip);
+                  "staple-status: refresh of %d certificate(s) asked by %s, %d of them "
+                  "not scheduled (asked for less than %d s ago)",
+                  n, r->useragent_ip, skipped,
+                  (int)apr_time_sec(STAPLE_REFRESH_MIN_INTERVAL));
     r->status = HTTP_ACCEPTED;
     ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_rprintf(r, "refresh scheduled for %d certificate(s):\n", n);
     snap = staple_reg_snapshot(reg, r->pool);
+    ap_rprintf(r, "refresh scheduled for %d certificate(s):\n", n - skipped);
     for (i = 0; i < snap->count; i++) {
-        if (!*which || !strcasecmp(which, snap->certs[i].id_hex)) {
+        if (outcome[i] == STAPLE_REFRESH_SCHEDULED) {
             ap_rprintf(r, "%s %s\n", snap->certs[i].id_hex, snap->certs[i].subject);
+        }
+    }
+    if (skipped) {
+        ap_rprintf(r,
+                   "not scheduled, refresh asked for less than %d s ago: %d "
+                   "certificate(s):\n",
+                   (int)apr_time_sec(STAPLE_REFRESH_MIN_INTERVAL), skipped);
+        for (i = 0; i < snap->count; i++) {
+            if (outcome[i] == STAPLE_REFRESH_TOO_RECENT) {
+                ap_rprintf(r, "%s %s\n", snap->certs[i].id_hex, snap->certs[i].subject);
+            }
         }
     }
     return OK;

@@ -2,8 +2,11 @@
 # (t/lib/StapleNode.pm) with two certificates:
 #
 #   POST ?refresh=<id>   202 naming it, and the refresher asks the responder
-#                        at once (its request count goes up within seconds)
-#   POST ?refresh        202 naming both
+#                        at once (its request count goes up within seconds);
+#                        asked again within 5 s: 202 saying it was not
+#                        scheduled, and no second fetch
+#   POST ?refresh        202 naming both (the one asked for less than 5 s
+#                        ago as not scheduled)
 #   GET ?refresh         405; a POST from another site (Origin,
 #                        Sec-Fetch-Site) 403; an unknown id 404; not an id 400
 #   GET ?der=<id>        the response held, application/ocsp-response, as
@@ -18,6 +21,7 @@ use StapleTest;
 use StapleNode ();
 use StaplePKI qw(make_leaf);
 use StapleProc qw(run_cmd spit tempdir wait_until);
+use Time::HiRes ();
 
 my $dir = tempdir('control');
 my $a = make_leaf($dir, 'ctl-a');
@@ -37,7 +41,7 @@ my $node = StapleNode->new(
 EOF
 );
 
-plan tests => 16;
+plan tests => 19;
 
 my $ok = eval { $node->start; 1 };
 ok($ok, 'server with two certificates starts') or diag($@);
@@ -46,19 +50,49 @@ ok(staple_good($node->handshake), 'stapled');
 
 sub post { $node->http_get($_[0], method => 'POST', headers => $_[1] || {}) }
 
-my $n0 = responder_count('ctl-a');
+my ($n0, $nb0) = (responder_count('ctl-a'), responder_count('ctl-b'));
+my $t_a = Time::HiRes::time();
 my $r = post("/staple-status?refresh=$a->{id}");
 is($r->{status}, 202, 'POST ?refresh=<id>: 202 Accepted');
 like($r->{body}, qr/^refresh scheduled for 1 certificate\(s\):\n\Q$a->{id}\E CN=ctl-a\.localhost\n\z/,
      'the answer names what was scheduled') or diag($r->{body});
-ok(wait_until(10, sub { responder_count('ctl-a') > $n0 }, 0.1),
-   'the refresher asked the responder at once') or diag($node->log_tail(10));
 
+# at most one refresh per certificate every 5 s
+$r = post("/staple-status?refresh=$a->{id}");
+ok($r->{status} == 202 && $r->{body} eq "refresh scheduled for 0 certificate(s):\n"
+   . "not scheduled, refresh asked for less than 5 s ago: 1 certificate(s):\n"
+   . "$a->{id} CN=ctl-a.localhost\n",
+   'asked again at once: 202, the answer says it was not scheduled') or diag($r->{body});
+my $t_all = Time::HiRes::time();
+$r = post('/staple-status?refresh');
+ok($r->{status} == 202 && $r->{body} eq "refresh scheduled for 1 certificate(s):\n"
+   . "$b->{id} CN=ctl-b.localhost\n"
+   . "not scheduled, refresh asked for less than 5 s ago: 1 certificate(s):\n"
+   . "$a->{id} CN=ctl-a.localhost\n",
+   'POST ?refresh: the other one scheduled, not the one just asked for') or diag($r->{body});
+ok(wait_until(10, sub { responder_count('ctl-a') > $n0 && responder_count('ctl-b') > $nb0 }, 0.1),
+   'the refresher asked the responder at once') or diag($node->log_tail(10));
+SKIP: {
+    # once fetched, still within 5 s of the ask: not fetched again
+    skip 'the first fetch came too late to ask again within 5 s of the ask', 1
+        if Time::HiRes::time() - $t_a > 3.5;
+    $r = post("/staple-status?refresh=$a->{id}");
+    sleep 2;
+    ok($r->{status} == 202 && $r->{body} =~ /^not scheduled, .*\n\Q$a->{id}\E /m
+       && responder_count('ctl-a') == $n0 + 1,
+       'asked again after the fetch, within 5 s: not scheduled, not fetched again')
+        or diag($r->{body}, responder_count('ctl-a') - $n0, ' fetch(es)');
+}
+
+# 5 s after the last ask, both are scheduled again
+my $wait = $t_all + 5.2 - Time::HiRes::time();
+Time::HiRes::sleep($wait) if $wait > 0;
 my ($na, $nb) = (responder_count('ctl-a'), responder_count('ctl-b'));
 $r = post('/staple-status?refresh');
 ok($r->{status} == 202 && $r->{body} =~ /^refresh scheduled for 2 certificate\(s\):/
-   && $r->{body} =~ /\Q$a->{id}\E/ && $r->{body} =~ /\Q$b->{id}\E/,
-   'POST ?refresh: both scheduled') or diag($r->{body});
+   && $r->{body} =~ /\Q$a->{id}\E/ && $r->{body} =~ /\Q$b->{id}\E/
+   && $r->{body} !~ /not scheduled/,
+   'POST ?refresh 5 s later: both scheduled') or diag($r->{body});
 ok(wait_until(10, sub { responder_count('ctl-a') > $na && responder_count('ctl-b') > $nb }, 0.1),
    'both fetched again');
 
