@@ -9,9 +9,12 @@
  * what was scheduled, and what was not because its refresh was asked for
  * less than STAPLE_REFRESH_MIN_INTERVAL ago. A POST from another site
  * (Origin, Sec-Fetch-Site) is refused, so that a page an operator visits
- * cannot make the server fetch.
+ * cannot make the server fetch; so is one naming a host that is not this
+ * server's (DNS rebinding: that page's own name, resolved to this server).
  * Who may use it is what the operator's Require gives the handler.
  */
+#include <arpa/inet.h>
+
 #include <apr_lib.h>
 #include <apr_strings.h>
 
@@ -85,6 +88,39 @@ static const char *cross_site(request_rec *r)
     return NULL;
 }
 
+/* 1 when host (as httpd parsed it: no port, lowercase) names this server:
+ * its ServerName or a ServerAlias, localhost, or an IP address. A DNS
+ * rebinding page's requests are same-origin, but name the page's host. */
+static int own_host(request_rec *r, const char *host)
+{
+    server_rec *s = r->server;
+    char addr[INET6_ADDRSTRLEN + 1];
+    unsigned char bin[sizeof(struct in6_addr)];
+    apr_size_t len = strlen(host);
+    int i;
+
+    if (*host == '[' && len > 2 && host[len - 1] == ']' && len - 2 < sizeof(addr)) {
+        apr_cpystrn(addr, host + 1, len - 1);
+        return inet_pton(AF_INET6, addr, bin) == 1;
+    }
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1 ||
+        !strcasecmp(host, "localhost") ||
+        (s->server_hostname && !strcasecmp(host, s->server_hostname))) {
+        return 1;
+    }
+    for (i = 0; s->names && i < s->names->nelts; i++) {
+        if (!strcasecmp(host, APR_ARRAY_IDX(s->names, i, const char *))) {
+            return 1;
+        }
+    }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
+        if (!ap_strcasecmp_match(host, APR_ARRAY_IDX(s->wild_names, i, const char *))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
 {
     unsigned char id[STAPLE_ID_LEN];
@@ -104,6 +140,23 @@ static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
                       "site (%s)",
                       why);
         return HTTP_FORBIDDEN;
+    }
+    if (r->hostname && !own_host(r, r->hostname)) {
+        const char *msg = apr_psprintf(
+            r->pool,
+            "refresh refused: Host %s is not a name of this server (ServerName %s, "
+            "a ServerAlias, localhost or an IP address), as with a page of another "
+            "site whose name resolves to this server (DNS rebinding); if it is this "
+            "server's, add \"ServerAlias %s\" to it",
+            r->hostname, r->server->server_hostname ? r->server->server_hostname : "-",
+            r->hostname);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "staple-status: %s", msg);
+        ap_discard_request_body(r);
+        r->status = HTTP_FORBIDDEN;
+        ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        ap_rprintf(r, "%s\n", msg);
+        return OK;
     }
     if (*which && !staple_id_from_hex(which, id)) {
         return HTTP_BAD_REQUEST;
