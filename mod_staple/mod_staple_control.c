@@ -6,10 +6,15 @@
  *   GET  <status-url>?der=<id-hex>     the response held, as DER
  *
  * The refresher (another process) does the fetching; the answer (202) says
- * what was scheduled. A POST from another site (Origin, Sec-Fetch-Site) is
- * refused, so that a page an operator visits cannot make the server fetch.
+ * what was scheduled, and what was not because its refresh was asked for
+ * less than STAPLE_REFRESH_MIN_INTERVAL ago. A POST from another site
+ * (Origin, Sec-Fetch-Site) is refused, so that a page an operator visits
+ * cannot make the server fetch; so is one naming a host that is not this
+ * server's (DNS rebinding: that page's own name, resolved to this server).
  * Who may use it is what the operator's Require gives the handler.
  */
+#include <arpa/inet.h>
+
 #include <apr_lib.h>
 #include <apr_strings.h>
 
@@ -83,12 +88,46 @@ static const char *cross_site(request_rec *r)
     return NULL;
 }
 
+/* 1 when host (as httpd parsed it: no port, lowercase) names this server:
+ * its ServerName or a ServerAlias, localhost, or an IP address. A DNS
+ * rebinding page's requests are same-origin, but name the page's host. */
+static int own_host(request_rec *r, const char *host)
+{
+    server_rec *s = r->server;
+    char addr[INET6_ADDRSTRLEN + 1];
+    unsigned char bin[sizeof(struct in6_addr)];
+    apr_size_t len = strlen(host);
+    int i;
+
+    if (*host == '[' && len > 2 && host[len - 1] == ']' && len - 2 < sizeof(addr)) {
+        apr_cpystrn(addr, host + 1, len - 1);
+        return inet_pton(AF_INET6, addr, bin) == 1;
+    }
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1 ||
+        !strcasecmp(host, "localhost") ||
+        (s->server_hostname && !strcasecmp(host, s->server_hostname))) {
+        return 1;
+    }
+    for (i = 0; s->names && i < s->names->nelts; i++) {
+        if (!strcasecmp(host, APR_ARRAY_IDX(s->names, i, const char *))) {
+            return 1;
+        }
+    }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
+        if (!ap_strcasecmp_match(host, APR_ARRAY_IDX(s->wild_names, i, const char *))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
 {
     unsigned char id[STAPLE_ID_LEN];
     const char *why;
     staple_snapshot_t *snap;
-    int i, n;
+    staple_refresh_e *outcome;
+    int i, n, skipped = 0;
 
     r->allowed = AP_METHOD_BIT << M_POST;
     if (r->method_number != M_POST) {
@@ -102,24 +141,58 @@ static int refresh(request_rec *r, staple_reg_t *reg, const char *which)
                       why);
         return HTTP_FORBIDDEN;
     }
+    if (r->hostname && !own_host(r, r->hostname)) {
+        const char *msg = apr_psprintf(
+            r->pool,
+            "refresh refused: Host %s is not a name of this server (ServerName %s, "
+            "a ServerAlias, localhost or an IP address), as with a page of another "
+            "site whose name resolves to this server (DNS rebinding); if it is this "
+            "server's, add \"ServerAlias %s\" to it",
+            r->hostname, r->server->server_hostname ? r->server->server_hostname : "-",
+            r->hostname);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "staple-status: %s", msg);
+        ap_discard_request_body(r);
+        r->status = HTTP_FORBIDDEN;
+        ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        ap_rprintf(r, "%s\n", msg);
+        return OK;
+    }
     if (*which && !staple_id_from_hex(which, id)) {
         return HTTP_BAD_REQUEST;
     }
     ap_discard_request_body(r);
-    if ((n = staple_reg_request_refresh(reg, *which ? id : NULL)) == 0) {
+    outcome = apr_pcalloc(r->pool, sizeof(*outcome) * (apr_size_t)staple_reg_count(reg));
+    if ((n = staple_reg_request_refresh(reg, *which ? id : NULL, outcome)) == 0) {
         return HTTP_NOT_FOUND;
     }
+    for (i = 0; i < staple_reg_count(reg); i++) {
+        skipped += outcome[i] == STAPLE_REFRESH_TOO_RECENT;
+    }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  "staple-status: refresh of %d certificate(s) asked by %s", n,
-                  r->useragent_ip);
+                  "staple-status: refresh of %d certificate(s) asked by %s, %d of them "
+                  "not scheduled (asked for less than %d s ago)",
+                  n, r->useragent_ip, skipped,
+                  (int)apr_time_sec(STAPLE_REFRESH_MIN_INTERVAL));
     r->status = HTTP_ACCEPTED;
     ap_set_content_type(r, "text/plain; charset=ISO-8859-1");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_rprintf(r, "refresh scheduled for %d certificate(s):\n", n);
     snap = staple_reg_snapshot(reg, r->pool);
+    ap_rprintf(r, "refresh scheduled for %d certificate(s):\n", n - skipped);
     for (i = 0; i < snap->count; i++) {
-        if (!*which || !strcasecmp(which, snap->certs[i].id_hex)) {
+        if (outcome[i] == STAPLE_REFRESH_SCHEDULED) {
             ap_rprintf(r, "%s %s\n", snap->certs[i].id_hex, snap->certs[i].subject);
+        }
+    }
+    if (skipped) {
+        ap_rprintf(r,
+                   "not scheduled, refresh asked for less than %d s ago: %d "
+                   "certificate(s):\n",
+                   (int)apr_time_sec(STAPLE_REFRESH_MIN_INTERVAL), skipped);
+        for (i = 0; i < snap->count; i++) {
+            if (outcome[i] == STAPLE_REFRESH_TOO_RECENT) {
+                ap_rprintf(r, "%s %s\n", snap->certs[i].id_hex, snap->certs[i].subject);
+            }
         }
     }
     return OK;

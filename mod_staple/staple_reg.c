@@ -438,16 +438,42 @@ staple_resp_e staple_reg_response(staple_reg_t *reg, const unsigned char *id,
                                                                 : STAPLE_RESP_NONE;
 }
 
-int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id)
+/* An operator's ask for one certificate: 1 when it is scheduled, 0 when an
+ * ask came less than STAPLE_REFRESH_MIN_INTERVAL ago (or a clock moved back
+ * less than that), in this process or another. */
+static int ask_refresh(staple_slot_t *sl, apr_time_t now)
 {
+    apr_uint64_t last = apr_atomic_read64(&sl->refresh_asked_at);
+    apr_interval_time_t ago = now - (apr_time_t)last;
+
+    if (last && ago < STAPLE_REFRESH_MIN_INTERVAL && -ago < STAPLE_REFRESH_MIN_INTERVAL) {
+        return 0;
+    }
+    /* two asks at once: only one is scheduled */
+    if (apr_atomic_cas64(&sl->refresh_asked_at, (apr_uint64_t)now, last) != last) {
+        return 0;
+    }
+    apr_atomic_set32(&sl->refresh_asked, 1);
+    return 1;
+}
+
+int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id,
+                               staple_refresh_e *outcome)
+{
+    apr_time_t now = staple_reg_now(reg);
     staple_item_t *it;
     int i, n = 0;
 
     for (i = 0; i < reg->items->nelts; i++) {
+        staple_refresh_e o = STAPLE_REFRESH_NOT_ASKED;
         it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
         if (id == NULL || !memcmp(it->cert->id, id, STAPLE_ID_LEN)) {
-            apr_atomic_set32(&reg->slots[i].refresh_asked, 1);
+            o = ask_refresh(&reg->slots[i], now) ? STAPLE_REFRESH_SCHEDULED
+                                                 : STAPLE_REFRESH_TOO_RECENT;
             n++;
+        }
+        if (outcome) {
+            outcome[i] = o;
         }
     }
     return n;

@@ -166,12 +166,28 @@ staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
 staple_resp_e staple_reg_response(staple_reg_t *reg, const unsigned char *id,
                                   staple_copy_fn *copy, void *baton, apr_pool_t *p);
 
+/** An operator's refresh of a certificate asked for less than this ago (in
+ * any process of the server) is not scheduled again. */
+#define STAPLE_REFRESH_MIN_INTERVAL apr_time_from_sec(5)
+
+/** What staple_reg_request_refresh did with a certificate. */
+typedef enum {
+    STAPLE_REFRESH_NOT_ASKED = 0, /**< not the certificate asked for */
+    STAPLE_REFRESH_SCHEDULED,     /**< the refresher fetches it now */
+    STAPLE_REFRESH_TOO_RECENT     /**< asked for less than the interval ago: not again */
+} staple_refresh_e;
+
 /**
  * Have the refresher fetch now: one certificate (id), or all (NULL),
- * whatever the schedule and what the shared cache holds.
- * @return how many certificates were scheduled (0: the id is not stapled)
+ * whatever the schedule and what the shared cache holds; but not one whose
+ * refresh was asked for less than STAPLE_REFRESH_MIN_INTERVAL ago.
+ * @param outcome NULL, or staple_reg_count() elements, in the order of the
+ *        snapshot's certificates: what became of each
+ * @return how many certificates were asked for, scheduled or too recent
+ *         (0: the id is not stapled)
  */
-int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id);
+int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id,
+                               staple_refresh_e *outcome);
 
 /**
  * Answer an OCSP request as a relay (RFC 5019 profile): exactly one
@@ -191,7 +207,11 @@ staple_relay_e staple_reg_relay(staple_reg_t *reg, const unsigned char *req,
 /**
  * The OCSP request of a GET (RFC 5019: the URL-encoded base64 of the DER
  * request after the responder's URL): the path of the request URI as it
- * was sent, before any decoding.
+ * was sent, before any decoding. Linear in the path: one longer than 2048
+ * characters is refused as it is; otherwise it is %-decoded once, and at
+ * most 8 candidates are decoded as base64, the rests after its slashes
+ * (the last first) that can be one: a multiple of 4 long, starting with
+ * the 'M' of a DER SEQUENCE.
  * @return 1 and the DER, or 0 when no part of the path is one
  */
 int staple_relay_get_request(apr_pool_t *p, const char *path, unsigned char **der,

@@ -94,6 +94,7 @@ typedef struct {
     char last_error[STAPLE_ERROR_LEN]; /* F: why the last fetch failed; S */
     apr_uint32_t url_pref;             /* F: its URL (index) that answered last; S */
     apr_uint32_t refresh_asked;        /* R: fetch now, whatever the schedule; F */
+    apr_uint64_t refresh_asked_at;     /* R atomic: when an operator last asked */
     apr_time_t store_mtime;            /* F: the StapleStore file as last seen */
     apr_uint32_t events_pending;       /* F: a bit per staple_event_e */
     apr_time_t event_at[STAPLE_EVENT_COUNT]; /* F: last run, for rate limiting */

@@ -7,7 +7,6 @@
 
 #include <apr_atomic.h>
 #include <apr_base64.h>
-#include <apr_escape.h>
 #include <apr_strings.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -76,18 +75,29 @@ static const unsigned char *certid_key(const OCSP_CERTID *id, apr_size_t *klen,
     return out;
 }
 
-/* The DER of text, base64 of one OCSP request and nothing else, or NULL. */
-static unsigned char *request_b64(apr_pool_t *p, const char *text, apr_size_t *len)
+/* A GET's path longer than this holds no OCSP request for one certificate
+ * (RFC 5019: GET only for requests under 255 bytes of base64): refused
+ * before any decoding, with room to spare for the location and escapes. */
+#define STAPLE_RELAY_MAX_GET_PATH 2048
+
+/* The base64 may hold slashes of its own: at most this many candidates (a
+ * slash's rest of the path that could be base64 of a request) are decoded,
+ * the last ones of the path first. */
+#define STAPLE_RELAY_GET_TRIES 8
+
+/* The DER of text (tlen characters, then a NUL), base64 of one OCSP
+ * request and nothing else, or NULL. */
+static unsigned char *request_b64(apr_pool_t *p, const char *text, apr_size_t tlen,
+                                  apr_size_t *len)
 {
     const unsigned char *q;
     unsigned char *der;
     OCSP_REQUEST *req;
     int n;
 
-    if (*text == '\0' ||
-        text[strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
-                          "vwxyz0123456789+/=")] != '\0' ||
-        strlen(text) > STAPLE_RELAY_MAX_REQUEST * 2) {
+    if (tlen == 0 || tlen % 4 != 0 ||
+        strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                     "vwxyz0123456789+/=") != tlen) {
         return NULL;
     }
     der = apr_palloc(p, (apr_size_t)apr_base64_decode_len(text));
@@ -105,16 +115,53 @@ static unsigned char *request_b64(apr_pool_t *p, const char *text, apr_size_t *l
     return der;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 int staple_relay_get_request(apr_pool_t *p, const char *path, unsigned char **der,
                              apr_size_t *len)
 {
-    const char *slash;
+    apr_size_t plen = strlen(path), o = 0, i, nstarts = 0, *starts;
+    char *text;
+    int tries = 0;
 
-    /* the request is the rest of the path after one of its slashes (the
-     * base64 may hold slashes of its own, sent as they are or as %2F) */
-    for (slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        const char *text = apr_punescape_url(p, slash + 1, NULL, NULL, 0);
-        if (text && (*der = request_b64(p, text, len)) != NULL) {
+    if (plen > STAPLE_RELAY_MAX_GET_PATH) {
+        return 0;
+    }
+    starts = apr_palloc(p, sizeof(*starts) * (plen + 1));
+    /* the path %-decoded once, noting where the rest after each of its
+     * slashes begins: the request follows one of them (a '/' of the base64
+     * itself is one of them too when sent as it is, not as %2F) */
+    text = apr_palloc(p, plen + 1);
+    for (i = 0; i < plen; i++) {
+        int hi, lo;
+        if (path[i] == '%' && (hi = hex_digit(path[i + 1])) >= 0 &&
+            (lo = hex_digit(path[i + 2])) >= 0) {
+            text[o++] = (char)(hi << 4 | lo);
+            i += 2;
+            continue;
+        }
+        text[o++] = path[i];
+        if (path[i] == '/') {
+            starts[nstarts++] = o;
+        }
+    }
+    text[o] = '\0';
+    /* linear: at most STAPLE_RELAY_GET_TRIES candidates are decoded, only
+     * those that can be base64 of a DER SEQUENCE (its tag 0x30 is an 'M'),
+     * whole groups of four characters */
+    while (nstarts > 0 && tries < STAPLE_RELAY_GET_TRIES) {
+        apr_size_t s = starts[--nstarts];
+        if (o - s == 0 || (o - s) % 4 != 0 || text[s] != 'M') {
+            continue;
+        }
+        tries++;
+        if ((*der = request_b64(p, text + s, o - s, len)) != NULL) {
             return 1;
         }
     }

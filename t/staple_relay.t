@@ -9,6 +9,12 @@
 #   request and garbage "malformedRequest"; none of it reaches the CA's
 #   responder, and the status page counts each outcome.
 #
+#   GET parsing is linear and bounded: a request whose base64 holds
+#   slashes is found sent as it is (under a deeper path too) and as %2F; a
+#   path of 1 MB (LimitRequestLine raised and a RewriteRule to let it through)
+#   gets malformedRequest at once, and so does any path over 2048
+#   characters.
+#
 #   A real nginx whose ssl_stapling_responder is the relay staples
 #   relay-a's response byte for byte as the CA signed it.
 #
@@ -28,8 +34,9 @@ use StapleProc qw(find_program free_port run_cmd slurp spawn spit stop_pid tempd
                   wait_until);
 use JSON::PP ();
 use MIME::Base64 ();
+use Time::HiRes ();
 
-plan tests => 25;
+plan tests => 30;
 
 my $dir = tempdir('relay');
 my $a   = make_leaf($dir, 'relay-a');
@@ -40,9 +47,19 @@ my $relay = StapleNode->new(
     cert  => $a,
     certs => [$rev],
     http  => 1,
+    modules => ['rewrite'],
     extra => <<'EOF',
 AllowEncodedSlashes NoDecode
 <Location "/ocsp">
+    SetHandler staple-responder
+</Location>
+# For the 1 MB path: httpd refuses (403) a path longer than a file name can
+# be when it maps it to a file itself; a RewriteRule maps it to a short one,
+# so that the relay sees the whole path.
+LimitRequestLine 2000000
+RewriteEngine on
+RewriteRule "^/relay-long/" "/nonexistent" [L]
+<Location "/relay-long">
     SetHandler staple-responder
 </Location>
 <Location "/staple-status">
@@ -107,6 +124,31 @@ my $c = $j->{relay} || {};
 ok(($c->{successful} // 0) >= 5 && ($c->{unauthorized} // 0) == 1 && ($c->{malformed} // 0) == 2,
    'the status page counts the answers: successful, unauthorized, malformed')
     or diag(explain($c));
+
+# --- GET: linear and bounded -------------------------------------------------------
+
+# openssl ocsp puts a nonce in each request (ignored by the relay): ask until
+# the base64 holds two slashes
+my $slashed = '';
+for (1 .. 200) {
+    run_cmd(['openssl', 'ocsp', '-issuer', pki_file('inter.pem'), '-cert', $a->{crt},
+             '-reqout', "$dir/n.req"], merge => 1);
+    $slashed = MIME::Base64::encode_base64(slurp("$dir/n.req") // '', '');
+    last if $slashed =~ m{/.*/};
+}
+like($slashed, qr{/.*/}, 'a request whose base64 holds two slashes');
+is($relay->http_get("/ocsp/deeper/path/$slashed")->{body}, $held,
+   'sent as it is, under a deeper path: the response');
+(my $slashed_enc = $slashed) =~ s/([^A-Za-z0-9])/sprintf '%%%02X', ord $1/ge;
+is($relay->http_get("/ocsp/$slashed_enc")->{body}, $held, 'sent with %2F: the response');
+my $t0 = Time::HiRes::time();
+$g = $relay->http_get('/relay-long' . ('/A' x 500_000), timeout => 5);
+my $took = Time::HiRes::time() - $t0;
+ok($g->{status} == 200 && $g->{body} eq "\x30\x03\x0a\x01\x01" && $took < 5,
+   'a path of 1 MB: malformedRequest at once')
+    or diag(sprintf('status %s (%s), %.1f s', $g->{status}, $g->{error} // 'answered', $took));
+ok($relay->http_get('/ocsp/' . ('x/' x 1100) . $enc)->{body} eq "\x30\x03\x0a\x01\x01",
+   'a request after a path over 2048 characters: malformedRequest');
 
 # --- nginx, its ssl_stapling_responder the relay ------------------------------------
 

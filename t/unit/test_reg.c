@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_base64.h>
 #include <apr_strings.h>
 
 #include <unistd.h>
@@ -770,6 +771,132 @@ static void test_method_and_failover(void)
     CHECK(snap->responders[0].successes == 1 || snap->responders[1].successes == 1);
 }
 
+/* An operator's refresh: at most one per certificate every 5 s, whichever
+ * process is asked; a fetch just made does not count. */
+static void test_refresh_rate_limited(void)
+{
+    staple_reg_opts_t o = default_opts("a");
+    apr_size_t l1;
+    unsigned char *r1;
+    unsigned char other[STAPLE_ID_LEN];
+    staple_refresh_e out[1];
+    void *shm;
+    staple_reg_t *reg, *child;
+    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
+    apr_time_t t0;
+
+    reset();
+    reg = make_reg(&o, NULL, &shm);
+    child = staple_reg_make(pool, &o); /* another process, the same memory */
+    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
+                         NULL) == 1);
+    staple_reg_attach(child, shm, 0, &sh, NULL);
+    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 1);
+
+    /* right after the scheduled fetch: asked, fetched at once */
+    t0 = fake_now;
+    CHECK(staple_reg_request_refresh(reg, leaf_sc->id, out) == 1 &&
+          out[0] == STAPLE_REFRESH_SCHEDULED);
+    /* again, here or in another process, within 5 s: not scheduled */
+    CHECK(staple_reg_request_refresh(reg, leaf_sc->id, out) == 1 &&
+          out[0] == STAPLE_REFRESH_TOO_RECENT);
+    fake_now = t0 + apr_time_from_msec(100);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2);
+    fake_now = t0 + STAPLE_REFRESH_MIN_INTERVAL - 1;
+    CHECK(staple_reg_request_refresh(child, leaf_sc->id, out) == 1 &&
+          out[0] == STAPLE_REFRESH_TOO_RECENT);
+    CHECK(staple_reg_request_refresh(child, NULL, out) == 1 &&
+          out[0] == STAPLE_REFRESH_TOO_RECENT);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 2);
+    /* 5 s after the last one asked: scheduled again, once */
+    fake_now = t0 + STAPLE_REFRESH_MIN_INTERVAL;
+    CHECK(staple_reg_request_refresh(child, NULL, out) == 1 &&
+          out[0] == STAPLE_REFRESH_SCHEDULED);
+    CHECK(staple_reg_request_refresh(reg, NULL, out) == 1 &&
+          out[0] == STAPLE_REFRESH_TOO_RECENT);
+    staple_reg_refresh(reg, 0, 1, pool);
+    CHECK(fetches == 3);
+    /* a clock set back by an hour does not keep refreshes away for an hour */
+    fake_now -= apr_time_from_sec(3600);
+    CHECK(staple_reg_request_refresh(reg, leaf_sc->id, NULL) == 1);
+    CHECK(staple_reg_request_refresh(reg, leaf_sc->id, out) == 1 &&
+          out[0] == STAPLE_REFRESH_TOO_RECENT);
+    /* a certificate not stapled here */
+    memset(other, 0, sizeof(other));
+    CHECK(staple_reg_request_refresh(reg, other, out) == 0 &&
+          out[0] == STAPLE_REFRESH_NOT_ASKED);
+}
+
+/* The OCSP request of a relay GET: after a slash, %-decoded once, in a
+ * path of at most 2048 characters. */
+static void test_relay_get(void)
+{
+    const unsigned char *q = leaf_sc->req_der;
+    OCSP_REQUEST *req = d2i_OCSP_REQUEST(NULL, &q, (long)leaf_sc->req_len);
+    unsigned char nonce[24], *der = NULL, *got;
+    apr_size_t got_len, i;
+    char *b64, *enc, *e, *path;
+    int len, slashes = 0;
+
+    /* a nonce of 0xff bytes: base64 full of slashes, more than eight */
+    memset(nonce, 0xff, sizeof(nonce));
+    CHECK(req && OCSP_request_add1_nonce(req, nonce, sizeof(nonce)));
+    len = i2d_OCSP_REQUEST(req, &der);
+    OCSP_REQUEST_free(req);
+    CHECK(len > 0);
+    b64 = apr_palloc(pool, (apr_size_t)apr_base64_encode_len(len));
+    apr_base64_encode(b64, (const char *)der, len);
+    enc = e = apr_palloc(pool, 3 * strlen(b64) + 1);
+    for (i = 0; b64[i]; i++) {
+        slashes += b64[i] == '/';
+        if (b64[i] == '/' || b64[i] == '+' || b64[i] == '=') {
+            e += sprintf(e, "%%%02X", b64[i]);
+        } else {
+            *e++ = b64[i];
+        }
+    }
+    *e = '\0';
+    CHECK(slashes > 8);
+
+#define FOUND(path)                                                                      \
+    (staple_relay_get_request(pool, (path), &got, &got_len) &&                           \
+     got_len == (apr_size_t)len && !memcmp(got, der, got_len))
+    /* sent as it is (its slashes too), or %-encoded, under any location */
+    CHECK(FOUND(apr_pstrcat(pool, "/ocsp/", b64, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/ocsp/", enc, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/a/b/c/d/e/f/g/h/i/j/k/", enc, NULL)));
+    CHECK(FOUND(apr_pstrcat(pool, "/", enc, NULL)));
+    /* base64 comes in groups of four: the padding is not optional */
+    if (b64[strlen(b64) - 1] == '=') {
+        CHECK(!FOUND(
+            apr_pstrndup(pool, apr_pstrcat(pool, "/ocsp/", b64, NULL), strlen(b64) + 5)));
+    }
+    CHECK(!FOUND("/ocsp/"));
+    CHECK(!FOUND("/ocsp/MEow"));
+    CHECK(!FOUND("/ocsp/%zz"));
+    /* 2048 characters at most, whatever they hold */
+    path = apr_pstrcat(pool, "/", enc, NULL);
+    path = apr_pstrcat(pool, apr_psprintf(pool, "/%0*d", (int)(2047 - strlen(path)), 0),
+                       path, NULL);
+    CHECK(strlen(path) == 2048 && FOUND(path));
+    CHECK(!FOUND(apr_pstrcat(pool, "/", path, NULL)));
+    path = apr_palloc(pool, 100001);
+    for (i = 0; i < 100000; i += 2) {
+        path[i] = '/';
+        path[i + 1] = 'A';
+    }
+    path[100000] = '\0';
+    CHECK(!FOUND(path));
+#undef FOUND
+    OPENSSL_free(der);
+}
+
 int main(void)
 {
     test_init();
@@ -804,6 +931,9 @@ int main(void)
     run_case("responders: the clock against the responder's Date", test_clock);
     run_case("responders: POST when GET is refused, then the next URL",
              test_method_and_failover);
+    run_case("operator: a refresh at most every 5 s per certificate",
+             test_refresh_rate_limited);
+    run_case("relay: a GET's request, found in linear time", test_relay_get);
 
     mem_clear(&shared_mem);
     mem_clear(&local_a);
