@@ -40,7 +40,14 @@ apr_status_t staple_store_save(const char *dir, const char *name,
     const char *tmp = apr_psprintf(p, "%s/.%s.%ld.tmp", dir, name, (long)getpid());
     int fd, dfd, e;
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* a new file of our own: whatever is left under the temporary name (a
+     * FIFO would block the open, a link would be written through) goes */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        e = errno;
+        apr_snprintf(err, errlen, "cannot remove %s: %s", tmp, strerror(e));
+        return APR_FROM_OS_ERROR(e);
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         e = errno;
         apr_snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(e));
@@ -75,15 +82,22 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
     struct stat st;
     unsigned char *buf;
     apr_size_t got = 0;
-    int fd, e;
+    int fd, e, fl;
 
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (or a device) under the name must not block the
+     * open; only a regular file is read, and then blocking again */
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return APR_EINVAL;
+    }
+    if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        e = errno;
+        close(fd);
+        return APR_FROM_OS_ERROR(e);
     }
     if (st.st_size > STAPLE_MAX_RESPONSE_LEN) {
         close(fd);

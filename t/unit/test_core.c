@@ -590,6 +590,18 @@ static void test_entry_codec(void)
     CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) == APR_EINVAL);
 }
 
+/* SIGALRM in a case that must not block: a failure, not a hang */
+static void blocked(int sig)
+{
+    static const char msg[] = "  FAILED: blocked on a non-regular file in the store\n";
+
+    (void)sig;
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+        /* exiting all the same */
+    }
+    _exit(1);
+}
+
 static void test_store(void)
 {
     const char *tmpdir = getenv("TMPDIR");
@@ -600,7 +612,7 @@ static void test_store(void)
     apr_time_t mtime;
     struct stat st;
     char err[256];
-    const char *path;
+    const char *path, *tmp;
     FILE *f;
 
     CHECK(mkdtemp(dir) != NULL);
@@ -628,6 +640,24 @@ static void test_store(void)
     }
     CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_ENOSPC);
     CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    /* a FIFO under a response's name is refused at once, its open must not
+     * block (the alarm turns a hang into a failure) */
+    signal(SIGALRM, blocked);
+    alarm(10);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_EINVAL);
+    CHECK(staple_store_mtime(dir, "abc", &mtime, pool) == APR_EINVAL);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    /* and one under the temporary file's name is replaced, not written to */
+    tmp = apr_psprintf(pool, "%s/.abc.%ld.tmp", dir, (long)getpid());
+    CHECK(mkfifo(tmp, 0600) == 0);
+    CHECK(staple_store_save(dir, "abc", der, 10, pool, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 10);
+    CHECK(lstat(tmp, &st) != 0 && errno == ENOENT);
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    unlink(tmp);
     CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
     /* an unwritable place is an error with a reason, not a crash */
     CHECK(staple_store_save("/nonexistent/dir", "abc", der, 10, pool, err, sizeof(err)) !=
