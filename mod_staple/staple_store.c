@@ -227,6 +227,47 @@ static int open_parent(int fd, const char *name, int check_only, int *created)
     return openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/*
+ * A parent directory of the store, opened as fd and shown as the first len
+ * characters of dir, can be trusted when nobody but root and the user can
+ * change what its entries are: it belongs to one of them, and it is not
+ * writable by group or others, unless sticky (/tmp). Anyone else could
+ * swap the store, or the rest of the path, for a directory of theirs.
+ */
+static apr_status_t check_parent(int fd, const char *dir, int len, uid_t uid, char *err,
+                                 apr_size_t errlen)
+{
+    struct stat st;
+    char who[64];
+    int e;
+
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        apr_snprintf(err, errlen, "StapleStore %s: cannot check %.*s: %s", dir, len, dir,
+                     strerror(e));
+        return APR_FROM_OS_ERROR(e);
+    }
+    if (st.st_uid != 0 && st.st_uid != uid) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s: its parent directory %.*s belongs to %s, who "
+                     "could swap the path: refused; chown root %.*s, or set "
+                     "StapleStore to a directory whose parents belong to root",
+                     dir, len, dir, user_name(st.st_uid, who, sizeof(who)), len, dir);
+        return APR_EACCES;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s: its parent directory %.*s is writable by %s "
+                     "(mode %04o, not sticky), who could swap the path: refused; "
+                     "chmod go-w %.*s, or set StapleStore to a directory whose "
+                     "parents belong to root",
+                     dir, len, dir, (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                     (unsigned)(st.st_mode & 07777), len, dir);
+        return APR_EACCES;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int check_only,
                                   char *err, apr_size_t errlen)
 {
@@ -243,6 +284,9 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
     }
     if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rv = APR_FROM_OS_ERROR(errno);
+        goto out;
+    }
+    if ((rv = check_parent(fd, dir, 1, uid, err, errlen)) != APR_SUCCESS) {
         goto out;
     }
     /* the parents, one component at a time */
@@ -268,6 +312,10 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         }
         close(fd);
         fd = nfd;
+        if ((rv = check_parent(fd, dir, (int)(name - path + strlen(name)), uid, err,
+                               errlen)) != APR_SUCCESS) {
+            goto out;
+        }
         reached = dir;
         name = next;
     }

@@ -52,10 +52,12 @@ apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *
  * uid:gid. Every step is taken on an opened directory (openat with
  * O_NOFOLLOW, fchown, fchmod), never on a path that can be swapped between
  * a check and its use; symbolic links in the parents are followed only
- * when root owns them (Debian's /var/run). The store is refused when it is
- * a symbolic link, not a directory, owned by another user, or owned by
- * root and not empty. Not as root (euid != 0): the store must belong to the
- * caller, and only its mode is set.
+ * when root owns them (Debian's /var/run). Every parent directory (from /
+ * on) must belong to root or to uid and be writable by nobody else
+ * (group or others) unless sticky, like /tmp: anyone else could swap the
+ * path. The store is refused when it is a symbolic link, not a directory,
+ * owned by another user, or owned by root and not empty. Not as root (euid != 0): the
+ * store must belong to the caller, and only its mode is set.
  * @param dir absolute path
  * @param check_only 1: create and change nothing, say what would happen
  * @param err the reason on failure (naming the directory and the fix); with

@@ -666,6 +666,32 @@ static void test_store(void)
     CHECK(rmdir(dir) == 0);
 }
 
+/* StapleStore's directory: refused, and nothing made under it, when the
+ * parent path is made unsafe by changing it to owner:mode */
+static void check_unsafe_parent(const char *top, const char *parent, uid_t owner,
+                                mode_t mode, const char *what, const char *fix)
+{
+    const uid_t uid = 65534;
+    const gid_t gid = 65534;
+    const char *p = apr_pstrcat(pool, top, "/", parent, NULL);
+    const char *dir = apr_pstrcat(pool, p, "/deeper/store", NULL);
+    char err[1024];
+    struct stat st;
+
+    CHECK(mkdir(p, 0700) == 0 && chown(p, owner, 0) == 0 && chmod(p, mode) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) == APR_EACCES);
+    CHECK(strstr(err, what) != NULL && strstr(err, fix) != NULL);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    if (!strstr(err, what) || !strstr(err, fix)) {
+        fprintf(stderr, "  %s: %s\n", parent, err);
+        checks_failed++;
+    }
+    CHECK(strstr(err, apr_pstrcat(pool, "StapleStore ", dir, ": its parent directory ", p,
+                                  " ", NULL)) != NULL);
+    CHECK(lstat(apr_pstrcat(pool, p, "/deeper", NULL), &st) != 0 && errno == ENOENT);
+    CHECK(rmdir(p) == 0);
+}
+
 /* StapleStore's directory as root makes it: on opened directories only. */
 static void test_store_prepare(void)
 {
@@ -674,7 +700,7 @@ static void test_store_prepare(void)
                             "/staple-unit-dir-XXXXXX", NULL);
     const uid_t uid = 65534, other = 1; /* nobody, daemon */
     const gid_t gid = 65534;
-    char err[1024], *dir;
+    char err[1024], *dir, *d;
     struct stat st;
 
     if (geteuid() != 0) {
@@ -738,6 +764,30 @@ static void test_store_prepare(void)
     /* a relative path is refused */
     CHECK(staple_store_prepare("relative/store", uid, gid, 0, err, sizeof(err)) !=
           APR_SUCCESS);
+
+    /* parents that others could change: refused, naming the parent and the
+     * fix, before anything is made under them */
+    check_unsafe_parent(top, "others", other, 0755, "belongs to ",
+                        apr_pstrcat(pool, "chown root ", top, "/others,", NULL));
+    check_unsafe_parent(top, "everyone", 0, 0777, "writable by every user (mode 0777",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/everyone,", NULL));
+    check_unsafe_parent(top, "group", 0, 0770, "writable by its group (mode 0770",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/group,", NULL));
+    check_unsafe_parent(top, "setgid", 0, 02775, "writable by its group (mode 2775",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/setgid,", NULL));
+    /* sticky like /tmp, or the user's own: accepted */
+    d = apr_pstrcat(pool, top, "/sticky/store", NULL);
+    CHECK(mkdir(apr_pstrcat(pool, top, "/sticky", NULL), 0700) == 0 &&
+          chmod(apr_pstrcat(pool, top, "/sticky", NULL), 01777) == 0);
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(d, &st) == 0 && st.st_uid == uid && rmdir(d) == 0);
+    d = apr_pstrcat(pool, top, "/users/store", NULL);
+    CHECK(mkdir(apr_pstrcat(pool, top, "/users", NULL), 0755) == 0 &&
+          chown(apr_pstrcat(pool, top, "/users", NULL), uid, gid) == 0);
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(d, &st) == 0 && st.st_uid == uid && rmdir(d) == 0);
+    CHECK(rmdir(apr_pstrcat(pool, top, "/users", NULL)) == 0 &&
+          rmdir(apr_pstrcat(pool, top, "/sticky", NULL)) == 0);
 
     unlink(apr_pstrcat(pool, top, "/ua", NULL));
     unlink(apr_pstrcat(pool, top, "/ra", NULL));
