@@ -191,7 +191,7 @@ static int dir_empty(int fd)
  * new descriptor, -1 with errno set, or -2 when it is missing and only
  * checked.
  */
-static int open_parent(int fd, const char *name, int check_only, int *created)
+static int open_parent(int fd, const char *name, int check_only)
 {
     struct stat st;
     int nfd = openat(fd, name, DIR_OPEN);
@@ -207,7 +207,6 @@ static int open_parent(int fd, const char *name, int check_only, int *created)
             return -1;
         }
         if ((nfd = openat(fd, name, DIR_OPEN)) >= 0) {
-            *created = 1;
             /* whatever the umask */
             if (fchmod(nfd, 0755) != 0) {
                 close(nfd);
@@ -273,7 +272,7 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
 {
     char *path, *name, *next, *save = NULL, who[64];
     const char *missing = NULL, *reached = "/";
-    int fd, nfd, created = 0, as_root = geteuid() == 0, e;
+    int fd, nfd, as_root = geteuid() == 0, e;
     struct stat st;
     apr_status_t rv = APR_SUCCESS;
 
@@ -292,7 +291,7 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
     /* the parents, one component at a time */
     name = strtok_r(path, "/", &save);
     while (name && (next = strtok_r(NULL, "/", &save)) != NULL) {
-        nfd = open_parent(fd, name, check_only, &created);
+        nfd = open_parent(fd, name, check_only);
         if (nfd == -2) {
             missing = dir;
             break;
@@ -335,10 +334,10 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_EINVAL;
         goto out;
     }
-    /* the store itself */
-    created = 0;
-    if (!check_only && mkdirat(fd, name, 0700) == 0) {
-        created = 1;
+    /* the store itself: what is opened is checked below, even when this
+     * mkdirat made it (the name may have been swapped in between) */
+    if (!check_only) {
+        (void)mkdirat(fd, name, 0700);
     }
     nfd = openat(fd, name, DIR_OPEN);
     if (nfd < 0) {
@@ -380,7 +379,7 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_EACCES;
         goto out;
     }
-    if (st.st_uid == 0 && uid != 0 && !created && !dir_empty(fd)) {
+    if (st.st_uid == 0 && uid != 0 && !dir_empty(fd)) {
         apr_snprintf(err, errlen,
                      "StapleStore %s belongs to root and is not empty: it is not taken "
                      "over; chown it to User %s, or empty it",

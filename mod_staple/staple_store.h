@@ -56,8 +56,9 @@ apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *
  * on) must belong to root or to uid and be writable by nobody else
  * (group or others) unless sticky, like /tmp: anyone else could swap the
  * path. The store is refused when it is a symbolic link, not a directory,
- * owned by another user, or owned by root and not empty. Not as root (euid != 0): the
- * store must belong to the caller, and only its mode is set.
+ * owned by another user, or owned by root and not empty (even when just
+ * made: what is opened is checked). Not as root (euid != 0): the store
+ * must belong to the caller, and only its mode is set.
  * @param dir absolute path
  * @param check_only 1: create and change nothing, say what would happen
  * @param err the reason on failure (naming the directory and the fix); with

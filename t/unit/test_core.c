@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -666,6 +667,29 @@ static void test_store(void)
     CHECK(rmdir(dir) == 0);
 }
 
+/*
+ * mkdirat as staple_store_prepare calls it, with a race made to order: when
+ * swap_dir is set and made, swap_with is renamed over it at once, the way
+ * another process could between that mkdirat and the openat after it.
+ */
+static const char *swap_dir, *swap_with;
+
+int mkdirat(int fd, const char *name, mode_t mode)
+{
+    int rc = (int)syscall(SYS_mkdirat, fd, name, mode);
+    const char *base = swap_dir ? strrchr(swap_dir, '/') : NULL;
+
+    if (rc == 0 && base && !strcmp(name, base + 1)) {
+        if (rmdir(swap_dir) != 0 || rename(swap_with, swap_dir) != 0) {
+            fprintf(stderr, "  cannot swap %s for %s: %s\n", swap_with, swap_dir,
+                    strerror(errno));
+            checks_failed++;
+        }
+        swap_dir = NULL;
+    }
+    return rc;
+}
+
 /* StapleStore's directory: refused, and nothing made under it, when the
  * parent path is made unsafe by changing it to owner:mode */
 static void check_unsafe_parent(const char *top, const char *parent, uid_t owner,
@@ -786,7 +810,21 @@ static void test_store_prepare(void)
           chown(apr_pstrcat(pool, top, "/users", NULL), uid, gid) == 0);
     CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
     CHECK(stat(d, &st) == 0 && st.st_uid == uid && rmdir(d) == 0);
-    CHECK(rmdir(apr_pstrcat(pool, top, "/users", NULL)) == 0 &&
+
+    /* a directory of root's with something in it, swapped in for the store
+     * just made: still not taken over */
+    d = apr_pstrcat(pool, top, "/users/store", NULL);
+    swap_with = apr_pstrcat(pool, top, "/users/roots", NULL);
+    CHECK(mkdir(swap_with, 0755) == 0 &&
+          mkdir(apr_pstrcat(pool, swap_with, "/x", NULL), 0700) == 0);
+    swap_dir = d;
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    CHECK(swap_dir == NULL); /* swapped indeed */
+    swap_dir = NULL;
+    CHECK(strstr(err, "not empty") != NULL);
+    CHECK(stat(d, &st) == 0 && st.st_uid == 0 && (st.st_mode & 07777) == 0755);
+    CHECK(rmdir(apr_pstrcat(pool, d, "/x", NULL)) == 0 && rmdir(d) == 0 &&
+          rmdir(apr_pstrcat(pool, top, "/users", NULL)) == 0 &&
           rmdir(apr_pstrcat(pool, top, "/sticky", NULL)) == 0);
 
     unlink(apr_pstrcat(pool, top, "/ua", NULL));
