@@ -28,6 +28,7 @@
 #include "staple_fetch.h"
 #include "staple_ocsp.h"
 #include "staple_timing.h"
+#include "staple_util.h"
 #include "testlib.h"
 
 static staple_check_params_t params = {apr_time_from_sec(300), -1};
@@ -834,6 +835,46 @@ static void test_store_prepare(void)
           rmdir(apr_pstrcat(pool, top, "/a", NULL)) == 0 && rmdir(top) == 0);
 }
 
+/* What staple_url_shown makes of url is shown and, unless show is NULL
+ * (url as it is), holds no "secret". */
+static void check_shown(const char *url, const char *show)
+{
+    const char *got = staple_url_shown(pool, url);
+
+    if (got == NULL || strcmp(got, show ? show : url) != 0 ||
+        (show && strstr(got, "secret"))) {
+        fprintf(stderr, "  FAILED: %s shown as %s, not %s\n", url, got ? got : "NULL",
+                show ? show : url);
+        checks_failed++;
+    }
+}
+
+/* A URL's password is never shown, however apr_uri reads it */
+static void test_url_shown(void)
+{
+    CHECK(staple_url_shown(pool, NULL) == NULL);
+    check_shown("http://u:secret@h:1/x", "http://u@h:1/x");
+    check_shown("https://u:secret@h/", "https://u@h/");
+    check_shown("socks5h://u:secret@h", "socks5h://u@h");
+    /* no scheme: apr_uri takes "u" for one, and finds no password */
+    check_shown("u:secret@h:3128", "u@h:3128");
+    check_shown("u:secret@h:3128/x", "u@h:3128/x");
+    check_shown(":secret@h:3128", "@h:3128");
+    /* an '@' in the password: all of it up to the last '@' goes */
+    check_shown("http://u:sec@ret@h/", "http://u@h/");
+    check_shown("u:sec@ret@h:3128", "u@h:3128");
+    /* a port apr_uri refuses */
+    check_shown("http://u:secret@h:port/", "http://u@h:port/");
+    /* nothing to hide: shown as they are, the user too */
+    check_shown("h:3128", NULL);
+    check_shown("http://h/", NULL);
+    check_shown("http://u@h/", NULL);
+    check_shown("u@h:3128", NULL);
+    check_shown("http://h/a:b@c", NULL);
+    check_shown("http://[::1]:3128/", NULL);
+    check_shown("", NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* Tests: the fetcher against a local server                           */
 
@@ -1003,6 +1044,7 @@ int main(void)
     run_case("cache entry codec", test_entry_codec);
     run_case("store: atomic files, 0600, limits", test_store);
     run_case("store: the directory made safely as root", test_store_prepare);
+    run_case("URLs shown without their password", test_url_shown);
     run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
     run_case("fetch: unreachable, deadline", test_fetch_unreachable);
 
