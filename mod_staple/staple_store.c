@@ -40,7 +40,14 @@ apr_status_t staple_store_save(const char *dir, const char *name,
     const char *tmp = apr_psprintf(p, "%s/.%s.%ld.tmp", dir, name, (long)getpid());
     int fd, dfd, e;
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* a new file of our own: whatever is left under the temporary name (a
+     * FIFO would block the open, a link would be written through) goes */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        e = errno;
+        apr_snprintf(err, errlen, "cannot remove %s: %s", tmp, strerror(e));
+        return APR_FROM_OS_ERROR(e);
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         e = errno;
         apr_snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(e));
@@ -75,15 +82,22 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
     struct stat st;
     unsigned char *buf;
     apr_size_t got = 0;
-    int fd, e;
+    int fd, e, fl;
 
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (or a device) under the name must not block the
+     * open; only a regular file is read, and then blocking again */
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return APR_EINVAL;
+    }
+    if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        e = errno;
+        close(fd);
+        return APR_FROM_OS_ERROR(e);
     }
     if (st.st_size > STAPLE_MAX_RESPONSE_LEN) {
         close(fd);
@@ -177,7 +191,7 @@ static int dir_empty(int fd)
  * new descriptor, -1 with errno set, or -2 when it is missing and only
  * checked.
  */
-static int open_parent(int fd, const char *name, int check_only, int *created)
+static int open_parent(int fd, const char *name, int check_only)
 {
     struct stat st;
     int nfd = openat(fd, name, DIR_OPEN);
@@ -193,7 +207,6 @@ static int open_parent(int fd, const char *name, int check_only, int *created)
             return -1;
         }
         if ((nfd = openat(fd, name, DIR_OPEN)) >= 0) {
-            *created = 1;
             /* whatever the umask */
             if (fchmod(nfd, 0755) != 0) {
                 close(nfd);
@@ -213,12 +226,53 @@ static int open_parent(int fd, const char *name, int check_only, int *created)
     return openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/*
+ * A parent directory of the store, opened as fd and shown as the first len
+ * characters of dir, can be trusted when nobody but root and the user can
+ * change what its entries are: it belongs to one of them, and it is not
+ * writable by group or others, unless sticky (/tmp). Anyone else could
+ * swap the store, or the rest of the path, for a directory of theirs.
+ */
+static apr_status_t check_parent(int fd, const char *dir, int len, uid_t uid, char *err,
+                                 apr_size_t errlen)
+{
+    struct stat st;
+    char who[64];
+    int e;
+
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        apr_snprintf(err, errlen, "StapleStore %s: cannot check %.*s: %s", dir, len, dir,
+                     strerror(e));
+        return APR_FROM_OS_ERROR(e);
+    }
+    if (st.st_uid != 0 && st.st_uid != uid) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s: its parent directory %.*s belongs to %s, who "
+                     "could swap the path: refused; chown root %.*s, or set "
+                     "StapleStore to a directory whose parents belong to root",
+                     dir, len, dir, user_name(st.st_uid, who, sizeof(who)), len, dir);
+        return APR_EACCES;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s: its parent directory %.*s is writable by %s "
+                     "(mode %04o, not sticky), who could swap the path: refused; "
+                     "chmod go-w %.*s, or set StapleStore to a directory whose "
+                     "parents belong to root",
+                     dir, len, dir, (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                     (unsigned)(st.st_mode & 07777), len, dir);
+        return APR_EACCES;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int check_only,
                                   char *err, apr_size_t errlen)
 {
     char *path, *name, *next, *save = NULL, who[64];
     const char *missing = NULL, *reached = "/";
-    int fd, nfd, created = 0, as_root = geteuid() == 0, e;
+    int fd, nfd, as_root = geteuid() == 0, e;
     struct stat st;
     apr_status_t rv = APR_SUCCESS;
 
@@ -231,10 +285,13 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_FROM_OS_ERROR(errno);
         goto out;
     }
+    if ((rv = check_parent(fd, dir, 1, uid, err, errlen)) != APR_SUCCESS) {
+        goto out;
+    }
     /* the parents, one component at a time */
     name = strtok_r(path, "/", &save);
     while (name && (next = strtok_r(NULL, "/", &save)) != NULL) {
-        nfd = open_parent(fd, name, check_only, &created);
+        nfd = open_parent(fd, name, check_only);
         if (nfd == -2) {
             missing = dir;
             break;
@@ -254,6 +311,10 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         }
         close(fd);
         fd = nfd;
+        if ((rv = check_parent(fd, dir, (int)(name - path + strlen(name)), uid, err,
+                               errlen)) != APR_SUCCESS) {
+            goto out;
+        }
         reached = dir;
         name = next;
     }
@@ -273,10 +334,10 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_EINVAL;
         goto out;
     }
-    /* the store itself */
-    created = 0;
-    if (!check_only && mkdirat(fd, name, 0700) == 0) {
-        created = 1;
+    /* the store itself: what is opened is checked below, even when this
+     * mkdirat made it (the name may have been swapped in between) */
+    if (!check_only) {
+        (void)mkdirat(fd, name, 0700);
     }
     nfd = openat(fd, name, DIR_OPEN);
     if (nfd < 0) {
@@ -318,7 +379,7 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_EACCES;
         goto out;
     }
-    if (st.st_uid == 0 && uid != 0 && !created && !dir_empty(fd)) {
+    if (st.st_uid == 0 && uid != 0 && !dir_empty(fd)) {
         apr_snprintf(err, errlen,
                      "StapleStore %s belongs to root and is not empty: it is not taken "
                      "over; chown it to User %s, or empty it",

@@ -13,7 +13,8 @@
 #include <apr_time.h>
 
 /**
- * Write a response atomically as dir/name.der, mode 0600: a temporary file,
+ * Write a response atomically as dir/name.der, mode 0600: a temporary file
+ * (always a new one: whatever was left under its name is removed first),
  * fsync, rename over the old one, fsync of the directory.
  * @param err receives the reason on failure
  */
@@ -26,7 +27,9 @@ apr_status_t staple_store_save(const char *dir, const char *name,
  * @param der receives the content, from p
  * @param mtime receives the file's modification time (when it was fetched)
  * @return APR_SUCCESS, APR_ENOENT when there is no file, APR_ENOSPC when it
- *         is larger than any acceptable response, another error otherwise
+ *         is larger than any acceptable response, APR_EINVAL when it is not
+ *         a regular file (a FIFO, a device, a directory: refused without
+ *         blocking), another error otherwise
  */
 apr_status_t staple_store_load(const char *dir, const char *name, unsigned char **der,
                                apr_size_t *len, apr_time_t *mtime, apr_pool_t *p);
@@ -35,7 +38,7 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
  * When dir/name.der was last written (to the microsecond), without reading
  * it: to see that another process put a response there.
  * @return APR_SUCCESS, APR_ENOENT, or APR_EINVAL for a file that is not a
- *         regular one (a link, a directory)
+ *         regular one (a link, a directory, a FIFO)
  */
 apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
                                 apr_pool_t *p);
@@ -49,10 +52,13 @@ apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *
  * uid:gid. Every step is taken on an opened directory (openat with
  * O_NOFOLLOW, fchown, fchmod), never on a path that can be swapped between
  * a check and its use; symbolic links in the parents are followed only
- * when root owns them (Debian's /var/run). The store is refused when it is
- * a symbolic link, not a directory, owned by another user, or owned by
- * root and not empty. Not as root (euid != 0): the store must belong to the
- * caller, and only its mode is set.
+ * when root owns them (Debian's /var/run). Every parent directory (from /
+ * on) must belong to root or to uid and be writable by nobody else
+ * (group or others) unless sticky, like /tmp: anyone else could swap the
+ * path. The store is refused when it is a symbolic link, not a directory,
+ * owned by another user, or owned by root and not empty (even when just
+ * made: what is opened is checked). Not as root (euid != 0): the store
+ * must belong to the caller, and only its mode is set.
  * @param dir absolute path
  * @param check_only 1: create and change nothing, say what would happen
  * @param err the reason on failure (naming the directory and the fix); with

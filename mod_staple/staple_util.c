@@ -1,5 +1,7 @@
+#include <string.h>
 #include <time.h>
 
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_uri.h>
 
@@ -70,13 +72,48 @@ const char *staple_fmt_time(apr_pool_t *p, apr_time_t t)
                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/*
+ * The password left out by the text alone, for what apr_uri reads another
+ * way or not at all ("user:secret@proxy:3128" is the scheme "user" and a
+ * path to it, as curl takes it for a proxy with a password). The authority
+ * starts after "scheme://", else at the start, and ends at the first '/';
+ * its user information ends at its last '@', and the password is what
+ * follows the first ':' in that.
+ */
+static const char *url_shown_text(apr_pool_t *p, const char *url)
+{
+    const char *start = url, *end, *at = NULL, *colon, *s;
+
+    s = url;
+    while (apr_isalnum(*s) || *s == '+' || *s == '-' || *s == '.') {
+        s++;
+    }
+    if (s > url && apr_isalpha(*url) && !strncmp(s, "://", 3)) {
+        start = s + 3;
+    }
+    if ((end = strchr(start, '/')) == NULL) {
+        end = start + strlen(start);
+    }
+    for (s = start; s < end; s++) {
+        if (*s == '@') {
+            at = s;
+        }
+    }
+    if (at == NULL || (colon = memchr(start, ':', (apr_size_t)(at - start))) == NULL) {
+        return url;
+    }
+    return apr_pstrcat(p, apr_pstrmemdup(p, url, (apr_size_t)(colon - url)), at, NULL);
+}
+
 const char *staple_url_shown(apr_pool_t *p, const char *url)
 {
     apr_uri_t uri;
 
-    if (url == NULL || apr_uri_parse(p, url, &uri) != APR_SUCCESS ||
-        uri.password == NULL) {
-        return url;
+    if (url == NULL) {
+        return NULL;
     }
-    return apr_uri_unparse(p, &uri, APR_URI_UNP_OMITPASSWORD);
+    if (apr_uri_parse(p, url, &uri) == APR_SUCCESS && uri.password != NULL) {
+        return apr_uri_unparse(p, &uri, APR_URI_UNP_OMITPASSWORD);
+    }
+    return url_shown_text(p, url);
 }

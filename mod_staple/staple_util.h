@@ -42,8 +42,10 @@ const char *staple_fmt_time(apr_pool_t *p, apr_time_t t);
 
 /**
  * A URL as it may be shown in logs, status pages and event arguments: with
- * the password of its user information left out ("http://user@host/").
- * @return url itself when it holds no password or does not parse
+ * the password of its user information left out ("http://user@host/"),
+ * also when apr_uri reads it another way or not at all
+ * ("user:secret@proxy:3128" is shown "user@proxy:3128").
+ * @return url itself when it holds no password
  */
 const char *staple_url_shown(apr_pool_t *p, const char *url);
 

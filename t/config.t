@@ -68,6 +68,9 @@ my @cases = (
          qw(single-server.conf redis-cluster.conf internal-pki.conf relay.conf)),
     [ 'StapleProxy http://127.0.0.1:3128/', undef ],
     [ 'StapleProxy socks5://127.0.0.1:1080/', qr{StapleProxy: 'socks5://127.0.0.1:1080/' is not an http:// or https:// URL} ],
+    # refused, and shown without the password
+    [ 'StapleProxy user:s3cret@127.0.0.1:3128', qr{StapleProxy: 'user\@127\.0\.0\.1:3128' is not an http:// or https:// URL} ],
+    [ 'StapleProxy socks5h://user:s3cret@127.0.0.1:1080', qr{StapleProxy: 'socks5h://user\@127\.0\.0\.1:1080' is not an http:// or https:// URL} ],
     [ 'StapleEventCmd /bin/true --flag "two words"', undef ],
     [ 'StapleEventCmd /nonexistent/notify', qr{StapleEventCmd: '/nonexistent/notify' is not an executable file} ],
     [ 'StapleEventCmd', qr{StapleEventCmd} ],

@@ -1,9 +1,9 @@
 # StapleStore, safe and honest, on a server of its own (t/lib/StapleNode.pm)
 # started as root: missing parent directories are created 0755 so that
 # User reaches the store (0700, its own) and saves there; a directory of
-# another user is not taken over, a symbolic link is not followed, and the
-# server staples all the same, from memory; `httpd -t` says what startup
-# will do.
+# another user is not taken over, a symbolic link is not followed, a
+# parent directory that every user can write to is refused, and the server
+# staples all the same, from memory; `httpd -t` says what startup will do.
 use strict;
 use warnings FATAL => 'all';
 
@@ -16,7 +16,7 @@ use StaplePKI qw(make_leaf);
 use StapleProc qw(tempdir wait_until);
 
 plan skip_all => 'the ownership cases need root' unless $> == 0;
-plan tests => 14;
+plan tests => 19;
 
 my $dir  = tempdir('store');
 my $leaf = make_leaf($dir, 'store-safe');
@@ -79,4 +79,21 @@ symlink($theirs, $link) or die "symlink: $!\n";
 $node = run_with($link, 'a symbolic link');
 ok(scalar($node->start_lines(qr/\[staple:warn.*StapleStore \Q$link\E is a symbolic link: refused, not followed/)),
    'a symbolic link is refused, with a warning') or diag($node->log_tail(10));
+$node->stop;
+
+# --- a parent directory every user can write to ------------------------------------------
+
+my $open = "$dir/open";
+mkdir $open or die "mkdir $open: $!\n";
+chmod 0777, $open or die "chmod $open: $!\n";
+my $under = "$open/store";
+my $unsafe = qr/StapleStore \Q$under\E: its parent directory \Q$open\E is writable by every user \(mode 0777, not sticky\), who could swap the path: refused; chmod go-w \Q$open\E/;
+($rc, $out) = StapleNode::httpd_t(StapleNode->new(name => 'store-t3', cert => $leaf,
+                                                  store => $under)->write_conf);
+like($out, $unsafe, 'httpd -t: warns that a parent every user can write to is refused');
+$node = run_with($under, 'a parent every user can write to');
+ok(staple_good($node->handshake), 'a parent every user can write to: stapled from memory');
+ok(scalar($node->start_lines(qr/\[staple:warn.*$unsafe/)),
+   'a warning names the parent directory and the fix') or diag($node->log_tail(10));
+ok(!-e $under, 'nothing is made under it');
 $node->stop;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "staple_fetch.h"
 #include "staple_ocsp.h"
 #include "staple_timing.h"
+#include "staple_util.h"
 #include "testlib.h"
 
 static staple_check_params_t params = {apr_time_from_sec(300), -1};
@@ -590,6 +592,18 @@ static void test_entry_codec(void)
     CHECK(staple_entry_decode(buf, len, &out, &out_len, &fetched, &reason) == APR_EINVAL);
 }
 
+/* SIGALRM in a case that must not block: a failure, not a hang */
+static void blocked(int sig)
+{
+    static const char msg[] = "  FAILED: blocked on a non-regular file in the store\n";
+
+    (void)sig;
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+        /* exiting all the same */
+    }
+    _exit(1);
+}
+
 static void test_store(void)
 {
     const char *tmpdir = getenv("TMPDIR");
@@ -600,7 +614,7 @@ static void test_store(void)
     apr_time_t mtime;
     struct stat st;
     char err[256];
-    const char *path;
+    const char *path, *tmp;
     FILE *f;
 
     CHECK(mkdtemp(dir) != NULL);
@@ -629,11 +643,78 @@ static void test_store(void)
     CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_ENOSPC);
     CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
     CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    /* a FIFO under a response's name is refused at once, its open must not
+     * block (the alarm turns a hang into a failure) */
+    signal(SIGALRM, blocked);
+    alarm(10);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(staple_store_load(dir, "abc", &back, &len, &mtime, pool) == APR_EINVAL);
+    CHECK(staple_store_mtime(dir, "abc", &mtime, pool) == APR_EINVAL);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
+    /* and one under the temporary file's name is replaced, not written to */
+    tmp = apr_psprintf(pool, "%s/.abc.%ld.tmp", dir, (long)getpid());
+    CHECK(mkfifo(tmp, 0600) == 0);
+    CHECK(staple_store_save(dir, "abc", der, 10, pool, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 10);
+    CHECK(lstat(tmp, &st) != 0 && errno == ENOENT);
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    unlink(tmp);
+    CHECK(staple_store_remove(dir, "abc", pool) == APR_SUCCESS);
     /* an unwritable place is an error with a reason, not a crash */
     CHECK(staple_store_save("/nonexistent/dir", "abc", der, 10, pool, err, sizeof(err)) !=
           APR_SUCCESS);
     CHECK(strstr(err, "/nonexistent/dir") != NULL);
     CHECK(rmdir(dir) == 0);
+}
+
+/*
+ * mkdirat as staple_store_prepare calls it, with a race made to order: when
+ * swap_dir is set and made, swap_with is renamed over it at once, the way
+ * another process could between that mkdirat and the openat after it.
+ */
+static const char *swap_dir, *swap_with;
+
+int mkdirat(int fd, const char *name, mode_t mode)
+{
+    int rc = (int)syscall(SYS_mkdirat, fd, name, mode);
+    const char *base = swap_dir ? strrchr(swap_dir, '/') : NULL;
+
+    if (rc == 0 && base && !strcmp(name, base + 1)) {
+        if (rmdir(swap_dir) != 0 || rename(swap_with, swap_dir) != 0) {
+            fprintf(stderr, "  cannot swap %s for %s: %s\n", swap_with, swap_dir,
+                    strerror(errno));
+            checks_failed++;
+        }
+        swap_dir = NULL;
+    }
+    return rc;
+}
+
+/* StapleStore's directory: refused, and nothing made under it, when the
+ * parent path is made unsafe by changing it to owner:mode */
+static void check_unsafe_parent(const char *top, const char *parent, uid_t owner,
+                                mode_t mode, const char *what, const char *fix)
+{
+    const uid_t uid = 65534;
+    const gid_t gid = 65534;
+    const char *p = apr_pstrcat(pool, top, "/", parent, NULL);
+    const char *dir = apr_pstrcat(pool, p, "/deeper/store", NULL);
+    char err[1024];
+    struct stat st;
+
+    CHECK(mkdir(p, 0700) == 0 && chown(p, owner, 0) == 0 && chmod(p, mode) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) == APR_EACCES);
+    CHECK(strstr(err, what) != NULL && strstr(err, fix) != NULL);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    if (!strstr(err, what) || !strstr(err, fix)) {
+        fprintf(stderr, "  %s: %s\n", parent, err);
+        checks_failed++;
+    }
+    CHECK(strstr(err, apr_pstrcat(pool, "StapleStore ", dir, ": its parent directory ", p,
+                                  " ", NULL)) != NULL);
+    CHECK(lstat(apr_pstrcat(pool, p, "/deeper", NULL), &st) != 0 && errno == ENOENT);
+    CHECK(rmdir(p) == 0);
 }
 
 /* StapleStore's directory as root makes it: on opened directories only. */
@@ -644,7 +725,7 @@ static void test_store_prepare(void)
                             "/staple-unit-dir-XXXXXX", NULL);
     const uid_t uid = 65534, other = 1; /* nobody, daemon */
     const gid_t gid = 65534;
-    char err[1024], *dir;
+    char err[1024], *dir, *d;
     struct stat st;
 
     if (geteuid() != 0) {
@@ -709,11 +790,89 @@ static void test_store_prepare(void)
     CHECK(staple_store_prepare("relative/store", uid, gid, 0, err, sizeof(err)) !=
           APR_SUCCESS);
 
+    /* parents that others could change: refused, naming the parent and the
+     * fix, before anything is made under them */
+    check_unsafe_parent(top, "others", other, 0755, "belongs to ",
+                        apr_pstrcat(pool, "chown root ", top, "/others,", NULL));
+    check_unsafe_parent(top, "everyone", 0, 0777, "writable by every user (mode 0777",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/everyone,", NULL));
+    check_unsafe_parent(top, "group", 0, 0770, "writable by its group (mode 0770",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/group,", NULL));
+    check_unsafe_parent(top, "setgid", 0, 02775, "writable by its group (mode 2775",
+                        apr_pstrcat(pool, "chmod go-w ", top, "/setgid,", NULL));
+    /* sticky like /tmp, or the user's own: accepted */
+    d = apr_pstrcat(pool, top, "/sticky/store", NULL);
+    CHECK(mkdir(apr_pstrcat(pool, top, "/sticky", NULL), 0700) == 0 &&
+          chmod(apr_pstrcat(pool, top, "/sticky", NULL), 01777) == 0);
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(d, &st) == 0 && st.st_uid == uid && rmdir(d) == 0);
+    d = apr_pstrcat(pool, top, "/users/store", NULL);
+    CHECK(mkdir(apr_pstrcat(pool, top, "/users", NULL), 0755) == 0 &&
+          chown(apr_pstrcat(pool, top, "/users", NULL), uid, gid) == 0);
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(d, &st) == 0 && st.st_uid == uid && rmdir(d) == 0);
+
+    /* a directory of root's with something in it, swapped in for the store
+     * just made: still not taken over */
+    d = apr_pstrcat(pool, top, "/users/store", NULL);
+    swap_with = apr_pstrcat(pool, top, "/users/roots", NULL);
+    CHECK(mkdir(swap_with, 0755) == 0 &&
+          mkdir(apr_pstrcat(pool, swap_with, "/x", NULL), 0700) == 0);
+    swap_dir = d;
+    CHECK(staple_store_prepare(d, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    CHECK(swap_dir == NULL); /* swapped indeed */
+    swap_dir = NULL;
+    CHECK(strstr(err, "not empty") != NULL);
+    CHECK(stat(d, &st) == 0 && st.st_uid == 0 && (st.st_mode & 07777) == 0755);
+    CHECK(rmdir(apr_pstrcat(pool, d, "/x", NULL)) == 0 && rmdir(d) == 0 &&
+          rmdir(apr_pstrcat(pool, top, "/users", NULL)) == 0 &&
+          rmdir(apr_pstrcat(pool, top, "/sticky", NULL)) == 0);
+
     unlink(apr_pstrcat(pool, top, "/ua", NULL));
     unlink(apr_pstrcat(pool, top, "/ra", NULL));
     unlink(apr_pstrcat(pool, top, "/link", NULL));
     CHECK(rmdir(dir) == 0 && rmdir(apr_pstrcat(pool, top, "/a/b", NULL)) == 0 &&
           rmdir(apr_pstrcat(pool, top, "/a", NULL)) == 0 && rmdir(top) == 0);
+}
+
+/* What staple_url_shown makes of url is shown and, unless show is NULL
+ * (url as it is), holds no "secret". */
+static void check_shown(const char *url, const char *show)
+{
+    const char *got = staple_url_shown(pool, url);
+
+    if (got == NULL || strcmp(got, show ? show : url) != 0 ||
+        (show && strstr(got, "secret"))) {
+        fprintf(stderr, "  FAILED: %s shown as %s, not %s\n", url, got ? got : "NULL",
+                show ? show : url);
+        checks_failed++;
+    }
+}
+
+/* A URL's password is never shown, however apr_uri reads it */
+static void test_url_shown(void)
+{
+    CHECK(staple_url_shown(pool, NULL) == NULL);
+    check_shown("http://u:secret@h:1/x", "http://u@h:1/x");
+    check_shown("https://u:secret@h/", "https://u@h/");
+    check_shown("socks5h://u:secret@h", "socks5h://u@h");
+    /* no scheme: apr_uri takes "u" for one, and finds no password */
+    check_shown("u:secret@h:3128", "u@h:3128");
+    check_shown("u:secret@h:3128/x", "u@h:3128/x");
+    check_shown(":secret@h:3128", "@h:3128");
+    /* an '@' in the password: all of it up to the last '@' goes */
+    check_shown("http://u:sec@ret@h/", "http://u@h/");
+    check_shown("u:sec@ret@h:3128", "u@h:3128");
+    /* a port apr_uri refuses */
+    check_shown("http://u:secret@h:port/", "http://u@h:port/");
+    /* nothing to hide: shown as they are, the user too */
+    check_shown("h:3128", NULL);
+    check_shown("http://h/", NULL);
+    check_shown("http://u@h/", NULL);
+    check_shown("u@h:3128", NULL);
+    check_shown("http://h/a:b@c", NULL);
+    check_shown("http://[::1]:3128/", NULL);
+    check_shown("", NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -885,6 +1044,7 @@ int main(void)
     run_case("cache entry codec", test_entry_codec);
     run_case("store: atomic files, 0600, limits", test_store);
     run_case("store: the directory made safely as root", test_store_prepare);
+    run_case("URLs shown without their password", test_url_shown);
     run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
     run_case("fetch: unreachable, deadline", test_fetch_unreachable);
 
