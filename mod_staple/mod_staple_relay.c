@@ -84,7 +84,9 @@ static void caching_headers(request_rec *r, const staple_der_t *d, apr_time_t th
 static void check_encoded_slashes(request_rec *r)
 {
     static int said;
-    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    /* httpd decides on the server's own setting, before the <Location>
+     * and <Directory> sections are merged (which reset it) */
+    core_dir_config *d = ap_get_core_module_config(r->server->lookup_defaults);
 
     if (!said && d && !d->allow_encoded_slashes) {
         said = 1;

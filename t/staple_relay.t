@@ -36,7 +36,7 @@ use JSON::PP ();
 use MIME::Base64 ();
 use Time::HiRes ();
 
-plan tests => 30;
+plan tests => 31;
 
 my $dir = tempdir('relay');
 my $a   = make_leaf($dir, 'relay-a');
@@ -116,6 +116,8 @@ is($h->{etag}, '"' . Digest::SHA::sha1_hex($held) . '"', 'ETag: the hash of the 
 is($relay->http_get("/ocsp/$enc", headers => { 'If-None-Match' => $h->{etag} })->{status},
    304, 'If-None-Match: 304');
 is($relay->http_get("/ocsp/$b64")->{body}, $held, 'the base64 sent as it is (slashes and all)');
+is(scalar(my @w = $relay->log_lines(qr/AllowEncodedSlashes is Off/)), 0,
+   'AllowEncodedSlashes NoDecode, set for the server: no warning that it is Off');
 
 is(responder_count('relay-a') + responder_count('relay-rev'), $ca0{'relay-a'} + $ca0{'relay-rev'},
    "none of it reached the CA's responder");
