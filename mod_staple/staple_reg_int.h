@@ -38,8 +38,7 @@ typedef struct {
     apr_uint32_t outcomes[STAPLE_OUTCOME_COUNT];     /* F atomic; S */
     apr_uint32_t duration_hist[STAPLE_HIST_BUCKETS]; /* F atomic; S */
     apr_uint64_t duration_sum_us;                    /* F; S */
-    apr_uint32_t refresh_gen; /* R atomic: a refresh was asked for; F reads */
-    apr_uint64_t relay[STAPLE_RELAY_COUNT]; /* R atomic: relay answers; S */
+    apr_uint64_t relay[STAPLE_RELAY_COUNT];          /* R atomic: relay answers; S */
 } staple_stats_t;
 
 #define STAPLE_ADDR_LEN 200
