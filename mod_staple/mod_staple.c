@@ -63,8 +63,9 @@ static int stopping(void)
 {
     int state;
 
-    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS &&
-           state == AP_MPMQ_STOPPING;
+    return staple_startup_stopping() ||
+           (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS &&
+            state == AP_MPMQ_STOPPING);
 }
 
 /* The registry of this configuration, made at the first certificate. */
@@ -129,7 +130,7 @@ static int staple_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t
         return DECLINED;
     }
     return staple_reg_add(reg, (const unsigned char *)id, pem, vhost_name(p, s),
-                          sc->force_url)
+                          sc->force_urls)
                ? OK
                : DECLINED;
 }
@@ -229,7 +230,7 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     store = staple_conf_store(mc, ptemp);
-    staple_reg_set_store(reg, store ? staple_store_prepare(s, store, pconf) : NULL);
+    staple_reg_set_store(reg, store ? staple_store_setup(s, store) : NULL);
     if (staple_conf_startup_timeout(mc) > 0) {
         staple_startup_fetch(reg, caches, s, staple_conf_startup_timeout(mc), ptemp);
     }
@@ -240,6 +241,16 @@ static int staple_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *p
     current_caches = caches;
     active = 1;
     return OK;
+}
+
+/* httpd -t: what can be checked without starting */
+static void staple_test_config(apr_pool_t *pconf, server_rec *s)
+{
+    const char *store = staple_conf_store(staple_srv_conf(s)->mc, pconf);
+
+    if (store) {
+        staple_store_test(s, store);
+    }
 }
 
 static void staple_child_init(apr_pool_t *pchild, server_rec *s)
@@ -270,9 +281,11 @@ static void staple_register_hooks(apr_pool_t *p)
      * before mod_watchdog (APR_HOOK_LAST), which starts the watchdogs */
     ap_hook_post_config(staple_post_config, after_ssl, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(staple_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_test_config(staple_test_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_prime_hook(staple_prime, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_ocsp_get_resp_hook(staple_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
     staple_status_register_hooks(p);
+    staple_relay_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA staple_module = {

@@ -14,9 +14,53 @@
 
 #include "mod_staple_private.h"
 
-/* Room in the node-local cache: responses are typically 0.5 to 3 KiB. */
-#define STAPLE_NODE_CACHE_SIZE(n)                                                        \
-    ((apr_size_t)(n)*8192 > 1048576 ? (apr_size_t)(n)*8192 : 1048576)
+/* Room in an shmcb for n responses: they are typically 0.5 to 3 KiB, and
+ * shmcb spreads entries over up to 256 subcaches by the first byte of the
+ * key, which some fill faster than others. */
+#define STAPLE_SHMCB_PER_CERT 8192
+#define STAPLE_SHMCB_MIN      1048576
+
+static apr_size_t shmcb_size_for(int n)
+{
+    apr_size_t size = (apr_size_t)n * STAPLE_SHMCB_PER_CERT;
+
+    return size > STAPLE_SHMCB_MIN ? size : STAPLE_SHMCB_MIN;
+}
+
+/* mod_socache_shmcb's size when its argument names none. */
+#define STAPLE_SHMCB_DEFAULT_SIZE 512000
+
+/*
+ * An shmcb that StapleCache names explicitly, too small for the
+ * certificates, silently evicts responses: processes that start later
+ * (a recycled child) staple nothing for them. Say which size to set.
+ */
+static void check_shmcb_size(server_rec *s, const char *spec, int n)
+{
+    const char *args = ap_strchr_c(spec, ':');
+    const char *open = args ? strrchr(args, '(') : NULL;
+    apr_size_t size = STAPLE_SHMCB_DEFAULT_SIZE;
+    apr_size_t want = shmcb_size_for(n);
+    int path_len;
+
+    args = args ? args + 1 : "";
+    if (open) {
+        size = (apr_size_t)apr_atoi64(open + 1);
+    }
+    path_len = open ? (int)(open - args) : (int)strlen(args);
+    /* half the room this module gives by default still holds them all */
+    if (size >= want / 2) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                 "StapleCache %s: %" APR_SIZE_T_FMT " bytes are too few for the %d "
+                 "certificates stapled: shmcb evicts responses when full, and processes "
+                 "started later staple nothing for them; give it %" APR_SIZE_T_FMT
+                 " bytes (StapleCache shmcb:%.*s(%" APR_SIZE_T_FMT ")), or leave "
+                 "StapleCache unset to have it sized for the certificates",
+                 spec, size, n, want, path_len ? path_len : 6, path_len ? args : "staple",
+                 want);
+}
 
 typedef struct {
     const char *name; /* for log lines */
@@ -24,8 +68,12 @@ typedef struct {
     const ap_socache_provider_t *provider;
     ap_socache_instance_t *inst;
     apr_global_mutex_t *mutex;
+    int memcache; /* the provider is mod_socache_memcache's */
     staple_cache_ops_t ops;
 } socache_t;
+
+/* memcached's longest relative expiry (30 days), less a minute of margin */
+#define STAPLE_MEMCACHE_MAX_EXPIRY apr_time_from_sec(30 * 86400 - 60)
 
 struct staple_caches_t {
     socache_t shared; /* StapleCache: may be shared by a cluster */
@@ -77,6 +125,11 @@ static apr_status_t cache_put(void *baton, const unsigned char *key, unsigned in
     socache_t *c = baton;
     apr_status_t rv;
 
+    /* memcached reads an expiry of more than 30 days as an absolute time,
+     * long past: the entry would be gone at once */
+    if (c->memcache && expiry > apr_time_now() + STAPLE_MEMCACHE_MAX_EXPIRY) {
+        expiry = apr_time_now() + STAPLE_MEMCACHE_MAX_EXPIRY;
+    }
     if ((rv = cache_lock(c)) != APR_SUCCESS) {
         return rv;
     }
@@ -104,6 +157,7 @@ static apr_status_t cache_init(socache_t *c, server_rec *s, const char *mutex_id
     apr_status_t rv;
 
     c->s = s;
+    c->memcache = !strcmp(c->provider->name, "memcache");
     c->ops.name = c->name;
     c->ops.get = cache_get;
     c->ops.put = cache_put;
@@ -148,14 +202,18 @@ apr_status_t staple_caches_make(staple_caches_t **pc, server_rec *s,
                          "or set StapleCache to a loaded provider");
             return APR_EGENERAL;
         }
+        const char *args =
+            apr_psprintf(pconf, "staple(%" APR_SIZE_T_FMT ")", shmcb_size_for(ncerts));
         mc->cache_provider = shmcb;
-        err = shmcb->create(&mc->cache_instance, STAPLE_DEFAULT_CACHE_ARGS, pconf, pconf);
+        err = shmcb->create(&mc->cache_instance, args, pconf, pconf);
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
                          "cannot create the default StapleCache: %s", err);
             return APR_EGENERAL;
         }
-        mc->cache_spec = STAPLE_DEFAULT_CACHE_NAME ":" STAPLE_DEFAULT_CACHE_ARGS;
+        mc->cache_spec = apr_pstrcat(pconf, STAPLE_DEFAULT_CACHE_NAME ":", args, NULL);
+    } else if (mc->cache_provider == shmcb) {
+        check_shmcb_size(s, mc->cache_spec, ncerts);
     }
     c->shared.name = apr_pstrcat(pconf, "StapleCache ", mc->cache_spec, NULL);
     c->shared.provider = mc->cache_provider;
@@ -178,10 +236,10 @@ apr_status_t staple_caches_make(staple_caches_t **pc, server_rec *s,
     }
     c->node.name = "node-local shmcb cache";
     c->node.provider = shmcb;
-    err = shmcb->create(&c->node.inst,
-                        apr_psprintf(pconf, "staple-node(%" APR_SIZE_T_FMT ")",
-                                     STAPLE_NODE_CACHE_SIZE(ncerts)),
-                        pconf, pconf);
+    err = shmcb->create(
+        &c->node.inst,
+        apr_psprintf(pconf, "staple-node(%" APR_SIZE_T_FMT ")", shmcb_size_for(ncerts)),
+        pconf, pconf);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
                      "cannot create the node-local shmcb cache: %s", err);

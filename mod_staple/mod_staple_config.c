@@ -18,6 +18,8 @@ static staple_mod_conf_t *mod_conf_make(apr_pool_t *p)
 {
     staple_mod_conf_t *mc = apr_pcalloc(p, sizeof(*mc));
 
+    mc->event_timeout = STAPLE_UNSET;
+    mc->request_method = STAPLE_UNSET;
     mc->startup_timeout = STAPLE_UNSET;
     mc->responder_timeout = STAPLE_UNSET;
     mc->time_skew = STAPLE_UNSET;
@@ -36,7 +38,7 @@ void *staple_create_srv_conf(apr_pool_t *p, server_rec *s)
 
     (void)s;
     c->engine = STAPLE_UNSET;
-    c->force_url = NULL;
+    c->force_urls = NULL;
     /* only the main server's is used: virtual hosts get it by the merge */
     c->mc = mod_conf_make(p);
     return c;
@@ -48,7 +50,7 @@ void *staple_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     staple_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->engine = (add->engine != STAPLE_UNSET) ? add->engine : base->engine;
-    c->force_url = add->force_url ? add->force_url : base->force_url;
+    c->force_urls = add->force_urls ? add->force_urls : base->force_urls;
     /* the server-wide directives are GLOBAL_ONLY: always the main server's */
     c->mc = base->mc;
     return c;
@@ -71,6 +73,11 @@ int staple_conf_engine(const staple_srv_conf_t *sc)
 
 /* A server-wide value, or its default when no directive set it. */
 #define OR_DEFAULT(v, def) ((v) != STAPLE_UNSET ? (v) : (def))
+
+apr_interval_time_t staple_conf_event_timeout(const staple_mod_conf_t *mc)
+{
+    return OR_DEFAULT(mc->event_timeout, apr_time_from_sec(60));
+}
 
 apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc)
 {
@@ -102,24 +109,43 @@ void staple_conf_reg_opts(const staple_mod_conf_t *mc, staple_reg_opts_t *o)
     o->timing.retry_max = OR_DEFAULT(mc->error_timeout, apr_time_from_sec(600));
     o->fetch.timeout = OR_DEFAULT(mc->responder_timeout, apr_time_from_sec(10));
     o->fetch.proxy = mc->proxy;
+    o->request_method = OR_DEFAULT(mc->request_method, STAPLE_METHOD_AUTO);
     o->trusted = mc->trusted;
 }
 
-/* Parse a whole number of seconds, min_sec or more. */
+/* The longest any of the durations may be: ten years. */
+#define STAPLE_MAX_SECONDS (10L * 365 * 86400)
+
+/* Parse a whole number of seconds from min_sec to STAPLE_MAX_SECONDS; with
+ * min_sec -1, -1 stands for "no limit" and 0 is refused. */
 static const char *parse_seconds(cmd_parms *cmd, const char *arg, apr_int64_t min_sec,
                                  apr_interval_time_t *out)
 {
+    const char *name = cmd->cmd->name;
     char *end;
     apr_int64_t v;
 
     errno = 0;
     v = apr_strtoi64(arg, &end, 10);
-    if (errno || end == arg || *end != '\0' || v < min_sec || v > 10L * 365 * 86400) {
+    if (min_sec < 0 && !errno && end != arg && *end == '\0' && v == 0) {
+        return apr_psprintf(cmd->pool,
+                            "%s: 0 would refuse every response; use -1 or a whole number "
+                            "of seconds from 1 to %ld (for example: %s 86400)",
+                            name, STAPLE_MAX_SECONDS, name);
+    }
+    if (errno || end == arg || *end != '\0' || v < min_sec || v > STAPLE_MAX_SECONDS) {
+        if (min_sec < 0) {
+            return apr_psprintf(cmd->pool,
+                                "%s: '%s' is not valid; use -1 or a whole number of "
+                                "seconds from 1 to %ld (for example: %s 86400; -1: no "
+                                "limit)",
+                                name, arg, STAPLE_MAX_SECONDS, name);
+        }
         return apr_psprintf(cmd->pool,
                             "%s: '%s' is not a valid number of seconds; use a whole "
-                            "number %s%" APR_INT64_T_FMT " (for example: %s %s)",
-                            cmd->cmd->name, arg, min_sec < 0 ? "of " : "from ", min_sec,
-                            cmd->cmd->name, min_sec < 0 ? "-1" : "10");
+                            "number from %" APR_INT64_T_FMT
+                            " to %ld (for example: %s 10)",
+                            name, arg, min_sec, STAPLE_MAX_SECONDS, name);
     }
     *out = apr_time_from_sec(v);
     return NULL;
@@ -234,39 +260,68 @@ static int is_http_url(apr_pool_t *p, const char *arg)
            uri.hostname != NULL && uri.hostname[0] != '\0';
 }
 
-/* StapleForceURL and StapleProxy: an http(s) URL, stored at the offset in
- * the command's table entry (of the server-wide settings when global_only,
- * else of the server's); the example shows the operator the form. */
-typedef struct {
-    apr_size_t offset;
-    int global_only;
-    const char *example;
-} url_arg_t;
-
-static const url_arg_t arg_force_url = {APR_OFFSETOF(staple_srv_conf_t, force_url), 0,
-                                        "the responder's URL, for example "
-                                        "http://ocsp.example.com/"};
-static const url_arg_t arg_proxy = {APR_OFFSETOF(staple_mod_conf_t, proxy), 1,
-                                    "the proxy's URL, for example "
-                                    "http://proxy.example.com:3128/"};
-
-static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
+/* An error naming the directive and the form when arg is not an http(s)
+ * URL with a host (shown without a password); NULL when it is. */
+static const char *check_url(cmd_parms *cmd, const char *arg, const char *example)
 {
-    const url_arg_t *spec = cmd->info;
-    void *base;
+    if (is_http_url(cmd->pool, arg)) {
+        return NULL;
+    }
+    return apr_psprintf(cmd->pool, "%s: '%s' is not an http:// or https:// URL; use %s",
+                        cmd->cmd->name, staple_url_shown(cmd->pool, arg), example);
+}
+
+/* StapleForceURL url [url ...]: each argument adds one, tried in order. */
+static const char *set_force_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_srv_conf_t *sc = staple_srv_conf(cmd->server);
+    const char *err =
+        check_url(cmd, arg, "the responder's URL, for example http://ocsp.example.com/");
 
     (void)dc;
-    if (spec->global_only) {
-        GLOBAL_ONLY_CHECK(cmd);
+    if (err) {
+        return err;
     }
-    if (!is_http_url(cmd->pool, arg)) {
-        return apr_psprintf(cmd->pool,
-                            "%s: '%s' is not an http:// or https:// URL; use %s",
-                            cmd->cmd->name, arg, spec->example);
+    if (sc->force_urls == NULL) {
+        sc->force_urls = apr_array_make(cmd->pool, 2, sizeof(const char *));
     }
-    base =
-        spec->global_only ? (void *)mod_conf(cmd) : (void *)staple_srv_conf(cmd->server);
-    *(const char **)((char *)base + spec->offset) = arg;
+    APR_ARRAY_PUSH(sc->force_urls, const char *) = arg;
+    return NULL;
+}
+
+static const char *set_proxy(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err;
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if ((err = check_url(
+             cmd, arg, "the proxy's URL, for example http://proxy.example.com:3128/"))) {
+        return err;
+    }
+    mod_conf(cmd)->proxy = arg;
+    return NULL;
+}
+
+static const char *set_request_method(cmd_parms *cmd, void *dc, const char *arg)
+{
+    staple_mod_conf_t *c = mod_conf(cmd);
+
+    (void)dc;
+    GLOBAL_ONLY_CHECK(cmd);
+    if (!strcasecmp(arg, "auto")) {
+        c->request_method = STAPLE_METHOD_AUTO;
+    } else if (!strcasecmp(arg, "get")) {
+        c->request_method = STAPLE_METHOD_GET;
+    } else if (!strcasecmp(arg, "post")) {
+        c->request_method = STAPLE_METHOD_POST;
+    } else {
+        return apr_psprintf(
+            cmd->pool,
+            "StapleRequestMethod: '%s' is not auto, get or post (auto: GET "
+            "when the request fits, POST when a responder refuses GET)",
+            arg);
+    }
     return NULL;
 }
 
@@ -317,10 +372,15 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+/* A StapleRenewWindow in seconds beyond these is refused, or warned of. */
+#define STAPLE_RENEW_WINDOW_MAX  apr_time_from_sec(30 * 86400)
+#define STAPLE_RENEW_WINDOW_WARN apr_time_from_sec(86400)
+
 static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
 {
     staple_mod_conf_t *c = mod_conf(cmd);
     apr_size_t len = strlen(arg);
+    const char *err;
 
     (void)dc;
     GLOBAL_ONLY_CHECK(cmd);
@@ -339,61 +399,133 @@ static const char *set_renew_window(cmd_parms *cmd, void *dc, const char *arg)
         return NULL;
     }
     c->renew_pct = -1;
-    return parse_seconds(cmd, arg, 0, &c->renew_window);
+    if ((err = parse_seconds(cmd, arg, 0, &c->renew_window)) != NULL) {
+        return err;
+    }
+    if (c->renew_window > STAPLE_RENEW_WINDOW_MAX) {
+        return apr_psprintf(
+            cmd->pool,
+            "StapleRenewWindow: %s seconds is longer than OCSP responses "
+            "live (30 days at most, commonly a few hours to 7 days): every "
+            "response would be renewed at every chance, about once a "
+            "minute; use a percentage (for example: StapleRenewWindow "
+            "50%%) or fewer seconds",
+            arg);
+    }
+    if (c->renew_window > STAPLE_RENEW_WINDOW_WARN) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     "StapleRenewWindow %s: longer than the validity of many OCSP "
+                     "responses (commonly a few hours to 7 days); one that is valid "
+                     "for less is renewed at every chance, about once a minute. A "
+                     "percentage (StapleRenewWindow 50%%) follows each response's "
+                     "validity",
+                     arg);
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
 /* Certificates mod_ssl never primed                                   */
 
-/*
- * mod_ssl primes only certificates whose issuer it found, so a self-signed
- * certificate or one without its chain never reaches the prime hook. Look
- * at every SSLCertificateFile of the configuration and say why those were
- * left out, once each.
- */
-static void report_unprimed_file(const staple_reg_t *reg, server_rec *s, const char *file,
-                                 apr_hash_t *seen, apr_pool_t *p)
+/* A file's text (at most 16 MiB), or NULL when it cannot be read. */
+static char *read_text(const char *path, apr_size_t *plen, apr_pool_t *p)
 {
-    const char *path = ap_server_root_relative(p, file);
     apr_file_t *fd;
     apr_finfo_t fi;
     apr_size_t len;
-    char *pem, err[256];
-    unsigned char id[STAPLE_ID_LEN];
-    staple_cert_t *cert;
+    char *text;
     apr_status_t rv;
 
-    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
-        return;
-    }
-    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
     if (apr_file_open(&fd, path, APR_FOPEN_READ, 0, p) != APR_SUCCESS) {
-        return; /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+        return NULL;
     }
     if (apr_file_info_get(&fi, APR_FINFO_SIZE, fd) != APR_SUCCESS || fi.size <= 0 ||
         fi.size > 16 * 1024 * 1024) {
         apr_file_close(fd);
-        return;
+        return NULL;
     }
     len = (apr_size_t)fi.size;
-    pem = apr_palloc(p, len + 1);
-    rv = apr_file_read_full(fd, pem, len, &len);
+    text = apr_palloc(p, len + 1);
+    rv = apr_file_read_full(fd, text, len, &len);
     apr_file_close(fd);
     if (rv != APR_SUCCESS) {
+        return NULL;
+    }
+    text[len] = '\0';
+    *plen = len;
+    return text;
+}
+
+/* The first argument of a directive named name in the block d is in. */
+static const char *sibling_arg(ap_directive_t *d, const char *name, apr_pool_t *p)
+{
+    ap_directive_t *first = d->parent ? d->parent->first_child : ap_conftree;
+
+    for (d = first; d; d = d->next) {
+        if (!strcasecmp(d->directive, name) && d->args) {
+            const char *args = d->args;
+            return ap_getword_conf(p, &args);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * mod_ssl primes only certificates whose issuer it found, and the first
+ * module to claim a certificate staples it (mod_md with MDStapling on
+ * claims every one, by default, when it is loaded first): certificates of
+ * SSLCertificateFile lines that never reached mod_staple are said once
+ * each, with the reason that holds.
+ */
+static void report_unprimed_file(const staple_reg_t *reg, server_rec *s,
+                                 ap_directive_t *d, const char *file, apr_hash_t *seen,
+                                 apr_pool_t *p)
+{
+    const char *path = ap_server_root_relative(p, file), *chain;
+    apr_size_t len, chain_len;
+    char *pem, *more, err[256];
+    unsigned char id[STAPLE_ID_LEN];
+    staple_cert_t *cert;
+    apr_status_t rv;
+
+    const char *engine = sibling_arg(d, "SSLEngine", p);
+
+    /* mod_ssl loads certificates only where SSLEngine is on */
+    if (engine == NULL || (strcasecmp(engine, "on") && strcasecmp(engine, "optional"))) {
         return;
     }
-    pem[len] = '\0';
+    if (path == NULL || apr_hash_get(seen, path, APR_HASH_KEY_STRING)) {
+        return;
+    }
+    apr_hash_set(seen, path, APR_HASH_KEY_STRING, path);
+    /* not a file (a PKCS#11 URI, say): mod_ssl reports its own errors */
+    if ((pem = read_text(path, &len, p)) == NULL) {
+        return;
+    }
     /* the common case, a primed certificate, without parsing it */
     if (!staple_pem_first_id(pem, len, id) || staple_reg_was_primed(reg, id)) {
         return;
     }
-    staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
+    /* the issuer may come from SSLCertificateChainFile */
+    if ((chain = sibling_arg(d, "SSLCertificateChainFile", p)) &&
+        (chain = ap_server_root_relative(p, chain)) &&
+        (more = read_text(chain, &chain_len, p))) {
+        pem = apr_pstrcat(p, pem, "\n", more, NULL);
+    }
+    rv = staple_cert_load(&cert, p, pem, NULL, err, sizeof(err));
     if (cert == NULL || staple_reg_was_primed(reg, cert->id) ||
         apr_hash_get(seen, cert->id_hex, APR_HASH_KEY_STRING)) {
         return; /* primed (claimed or declined with a reason), or said already */
     }
     apr_hash_set(seen, cert->id_hex, APR_HASH_KEY_STRING, path);
-    if (cert->self_signed) {
+    if (rv == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "certificate %s (serial %s) in %s is stapled by another module, "
+                     "which claimed it first (mod_md with MDStapling on claims every "
+                     "certificate unless MDStapleOthers is off): mod_staple leaves it "
+                     "alone",
+                     cert->subject, cert->serial, path);
+    } else if (cert->self_signed) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      "certificate %s (serial %s) in %s is self-signed: there is no "
                      "responder to ask, not stapling it",
@@ -416,7 +548,7 @@ static void report_unprimed(const staple_reg_t *reg, server_rec *s, ap_directive
             const char *args = d->args;
             const char *file = ap_getword_conf(p, &args);
             if (*file) {
-                report_unprimed_file(reg, s, file, seen, p);
+                report_unprimed_file(reg, s, d, file, seen, p);
             }
         }
         if (d->first_child) {
@@ -439,6 +571,7 @@ void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
                                               (min)}
 
 SECONDS_ARG(startup_timeout, 0);
+SECONDS_ARG(event_timeout, 1);
 SECONDS_ARG(responder_timeout, 1);
 SECONDS_ARG(time_skew, 0);
 SECONDS_ARG(max_age, -1);
@@ -453,13 +586,17 @@ const command_rec staple_cmds[] = {
     AP_INIT_FLAG("StapleEngine", set_engine, NULL, RSRC_CONF,
                  "on|off: take over OCSP stapling for this server's certificates "
                  "(default on)"),
-    AP_INIT_TAKE1("StapleForceURL", set_url, (void *)&arg_force_url, RSRC_CONF,
-                  "http(s) URL of the OCSP responder to use instead of the "
-                  "certificate's"),
+    AP_INIT_ITERATE("StapleForceURL", set_force_url, NULL, RSRC_CONF,
+                    "http(s) URLs of the OCSP responders to ask instead of the "
+                    "certificate's, in order (the last one that answered first)"),
+    AP_INIT_TAKE1("StapleRequestMethod", set_request_method, NULL, RSRC_CONF,
+                  "auto|get|post: GET when the request fits and POST when a responder "
+                  "refuses it (auto, the default), GET, or always POST"),
     AP_INIT_TAKE1("StapleCache", set_cache, NULL, RSRC_CONF,
                   "provider[:arguments] socache for OCSP responses, as "
-                  "SSLStaplingCache (default shmcb:staple(1048576))"),
-    AP_INIT_TAKE1("StapleProxy", set_url, (void *)&arg_proxy, RSRC_CONF,
+                  "SSLStaplingCache (default: shmcb sized for the certificates, 8 KiB "
+                  "each, 1 MiB at least)"),
+    AP_INIT_TAKE1("StapleProxy", set_proxy, NULL, RSRC_CONF,
                   "http(s) URL of the HTTP proxy for responder requests (default: none, "
                   "the environment's proxy variables are ignored)"),
     AP_INIT_RAW_ARGS("StapleEventCmd", set_event_cmd, NULL, RSRC_CONF,
@@ -476,6 +613,9 @@ const command_rec staple_cmds[] = {
     AP_INIT_TAKE1("StapleRenewWindow", set_renew_window, NULL, RSRC_CONF,
                   "pct% or seconds of validity left when a response is renewed "
                   "(default 50%)"),
+    SECONDS("StapleEventTimeout", event_timeout,
+            "seconds a StapleEventCmd program may run before it is killed with its "
+            "process group (default 60)"),
     SECONDS("StapleStartupTimeout", startup_timeout,
             "seconds startup may wait for first responses (default 5)"),
     SECONDS("StapleResponderTimeout", responder_timeout,
@@ -483,7 +623,8 @@ const command_rec staple_cmds[] = {
     SECONDS("StapleResponseTimeSkew", time_skew,
             "seconds of clock skew allowed on thisUpdate (default 300)"),
     SECONDS("StapleResponseMaxAge", max_age,
-            "refuse responses older than this many seconds; -1: no limit (default)"),
+            "-1 (no limit, the default) or seconds from 1: refuse and stop stapling "
+            "responses older than this"),
     SECONDS("StapleStandardCacheTimeout", standard_timeout,
             "refresh responses at least this often, in seconds (default 3600)"),
     SECONDS("StapleRetryDelay", retry_delay,

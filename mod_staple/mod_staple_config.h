@@ -23,9 +23,11 @@ typedef struct {
     ap_socache_instance_t *cache_instance;       /**< created at parse time */
     const char *cache_spec;                      /**< as written, for logs */
     const char *proxy;                           /**< StapleProxy URL, or NULL */
-    apr_array_header_t *event_cmd; /**< StapleEventCmd argv (const char *), or NULL */
-    const char *store;             /**< StapleStore as written, or NULL when unset */
-    STACK_OF(X509) *trusted;       /**< StapleTrustedCertificate, or NULL */
+    apr_array_header_t *event_cmd;     /**< StapleEventCmd argv (const char *), or NULL */
+    const char *store;                 /**< StapleStore as written, or NULL when unset */
+    STACK_OF(X509) *trusted;           /**< StapleTrustedCertificate, or NULL */
+    apr_interval_time_t event_timeout; /**< StapleEventTimeout */
+    int request_method;                /**< StapleRequestMethod, STAPLE_METHOD_* */
     apr_interval_time_t startup_timeout;
     apr_interval_time_t responder_timeout;
     apr_interval_time_t time_skew;
@@ -39,9 +41,9 @@ typedef struct {
 
 /** Per-server settings, merged from the main server into virtual hosts. */
 typedef struct {
-    int engine;            /**< StapleEngine, STAPLE_UNSET until set */
-    const char *force_url; /**< StapleForceURL */
-    staple_mod_conf_t *mc; /**< the server-wide settings, shared */
+    int engine;                     /**< StapleEngine, STAPLE_UNSET until set */
+    apr_array_header_t *force_urls; /**< StapleForceURL (const char *), or NULL */
+    staple_mod_conf_t *mc;          /**< the server-wide settings, shared */
 } staple_srv_conf_t;
 
 extern const command_rec staple_cmds[];
@@ -54,6 +56,9 @@ staple_srv_conf_t *staple_srv_conf(server_rec *s);
 
 /** StapleEngine of a server: on unless set off. */
 int staple_conf_engine(const staple_srv_conf_t *sc);
+
+/** StapleEventTimeout. */
+apr_interval_time_t staple_conf_event_timeout(const staple_mod_conf_t *mc);
 
 /** StapleStartupTimeout. */
 apr_interval_time_t staple_conf_startup_timeout(const staple_mod_conf_t *mc);
@@ -76,6 +81,5 @@ void staple_conf_report_unprimed(const staple_reg_t *reg, server_rec *s,
 
 #define STAPLE_STORE_NONE         "none"
 #define STAPLE_DEFAULT_CACHE_NAME "shmcb"
-#define STAPLE_DEFAULT_CACHE_ARGS "staple(1048576)"
 
 #endif /* MOD_STAPLE_CONFIG_H */

@@ -7,13 +7,13 @@
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <apr_allocator.h>
-#include <apr_file_info.h>
 #include <apr_strings.h>
 
 #include <httpd.h>
@@ -22,49 +22,59 @@
 #include <mod_watchdog.h>
 #include <unixd.h>
 
+#include "staple_store.h"
 #include "mod_staple_private.h"
 
 #define STAPLE_WATCHDOG "_staple_"
 
+/* The longest the refresher sleeps: a round that finds nothing due costs a
+ * loop over the certificates' slots in shared memory. */
+#define STAPLE_REFRESHER_TICK apr_time_from_sec(1)
+
 /* ------------------------------------------------------------------ */
 /* StapleStore                                                         */
 
-const char *staple_store_prepare(server_rec *s, const char *dir, apr_pool_t *p)
+/* The user and group whose store it is: User and Group when started as
+ * root, else whoever runs the server. */
+static void store_owner(uid_t *uid, gid_t *gid)
 {
-    struct stat st;
-    apr_status_t rv;
+    *uid = geteuid() == 0 ? ap_unixd_config.user_id : geteuid();
+    *gid = geteuid() == 0 ? ap_unixd_config.group_id : getegid();
+}
 
-    rv = apr_dir_make_recursive(
-        dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
-    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv)) {
-        goto fail;
-    }
-    if (lstat(dir, &st) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        rv = APR_ENOTDIR;
-        goto fail;
-    }
-    if (geteuid() == 0 &&
-        chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
-    }
-    if (chmod(dir, 0700) != 0) {
-        rv = APR_FROM_OS_ERROR(errno);
-        goto fail;
+const char *staple_store_setup(server_rec *s, const char *dir)
+{
+    char err[1024];
+    uid_t uid;
+    gid_t gid;
+
+    store_owner(&uid, &gid);
+    if (staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "%s. Responses are kept in memory only, and fetched again after "
+                     "a restart",
+                     err);
+        return NULL;
     }
     return dir;
+}
 
-fail:
-    ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
-                 "StapleStore %s cannot be used as a private directory of User %s: "
-                 "responses are kept in memory only and will be fetched again after a "
-                 "restart; fix its permissions or set StapleStore to another directory",
-                 dir, ap_unixd_config.user_name);
-    return NULL;
+void staple_store_test(server_rec *s, const char *dir)
+{
+    char err[1024];
+    uid_t uid;
+    gid_t gid;
+    apr_status_t rv;
+
+    store_owner(&uid, &gid);
+    rv = staple_store_prepare(dir, uid, gid, 1, err, sizeof(err));
+    if (err[0]) {
+        ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, 0, s,
+                     "%s%s", err,
+                     rv == APR_SUCCESS ? ""
+                                       : ". Startup would go on with responses in "
+                                         "memory only");
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -87,13 +97,48 @@ static int become_server_user(server_rec *s)
     return 0;
 }
 
+/* Set in the startup child when its time is up: the round stops taking up
+ * certificates, and the child ends between writes, not in one. */
+static volatile sig_atomic_t startup_stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    startup_stop = 1;
+}
+
+int staple_startup_stopping(void)
+{
+    return startup_stop;
+}
+
+/* Wait for the startup child until limit; 1 when it ended. */
+static int wait_child(pid_t pid, int *status, apr_time_t limit, server_rec *s)
+{
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid) {
+            return 1;
+        }
+        if (w < 0 && errno != EINTR) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                         "startup OCSP fetch (pid %ld): cannot wait for it", (long)pid);
+            return -1;
+        }
+        if (apr_time_now() > limit) {
+            return 0;
+        }
+        apr_sleep(apr_time_from_msec(10));
+    }
+}
+
 void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec *s,
                           apr_interval_time_t timeout, apr_pool_t *ptemp)
 {
     apr_time_t start = apr_time_now();
     apr_time_t deadline = start + timeout;
     apr_time_t limit = deadline + apr_time_from_sec(1);
-    int status = 0, done = 0;
+    int status = 0, done;
     pid_t pid;
 
     pid = fork();
@@ -103,7 +148,13 @@ void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec
         return;
     }
     if (pid == 0) {
+        struct sigaction sa;
         apr_pool_t *p;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
         apr_pool_create(&p, ptemp);
         if (become_server_user(s) != 0 ||
             staple_caches_child_init(caches, p) != APR_SUCCESS) {
@@ -112,24 +163,40 @@ void staple_startup_fetch(staple_reg_t *reg, staple_caches_t *caches, server_rec
         staple_reg_refresh(reg, deadline, 0, p);
         _exit(0);
     }
-    while (!done) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid || (w < 0 && errno != EINTR)) {
-            done = 1;
-        } else if (apr_time_now() > limit) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "startup OCSP fetch did not finish within StapleStartupTimeout; "
-                         "going on without it");
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            done = 1;
-        } else {
-            apr_sleep(apr_time_from_msec(10));
-        }
+    done = wait_child(pid, &status, limit, s);
+    if (done < 0) {
+        return;
     }
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                 "startup OCSP fetch took %" APR_TIME_T_FMT " ms",
-                 apr_time_as_msec(apr_time_now() - start));
+    if (!done) {
+        /* asked to stop first, so that it ends between two writes to the
+         * caches and the store; killed when that does not come soon */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "startup OCSP fetch (pid %ld) did not finish within "
+                     "StapleStartupTimeout: stopped, going on without it",
+                     (long)pid);
+        kill(pid, SIGTERM);
+        if (wait_child(pid, &status, apr_time_now() + apr_time_from_sec(1), s) == 0) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+        }
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        ap_log_error(
+            APLOG_MARK, APLOG_INFO, 0, s,
+            "startup OCSP fetch (pid %ld) exited with status 0 after %" APR_TIME_T_FMT
+            " ms",
+            (long)pid, apr_time_as_msec(apr_time_now() - start));
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "startup OCSP fetch (pid %ld) %s %d after %" APR_TIME_T_FMT
+                     " ms: the background refresher fetches the responses",
+                     (long)pid,
+                     WIFEXITED(status) ? "exited with status" : "died of signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                     apr_time_as_msec(apr_time_now() - start));
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -144,6 +211,7 @@ typedef struct {
     server_rec *s;
     ap_watchdog_t *watchdog;
     const apr_array_header_t *event_cmd;
+    apr_interval_time_t event_timeout;
     staple_events_t *events; /* made in the process running the refresher */
 } refresher_t;
 
@@ -162,7 +230,7 @@ static staple_events_t *events_of(refresher_t *rf)
         }
         apr_allocator_owner_set(alloc, p);
         apr_pool_tag(p, "staple_events");
-        rf->events = staple_events_make(p, rf->s, rf->event_cmd);
+        rf->events = staple_events_make(p, rf->s, rf->event_cmd, rf->event_timeout);
     }
     return rf->events;
 }
@@ -177,7 +245,6 @@ static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
     apr_time_t next, now;
     apr_array_header_t *events;
     apr_pool_t *p;
-    int running;
 
     if (apr_allocator_create(&alloc) != APR_SUCCESS) {
         return apr_time_from_sec(1);
@@ -187,14 +254,18 @@ static apr_interval_time_t round_once(refresher_t *rf, apr_pool_t *wpool)
     apr_pool_tag(p, "staple_refresher");
     next = staple_reg_refresh(rf->reg, 0, 1, p);
     events = staple_reg_take_events(rf->reg, p);
-    running = events_of(rf) ? staple_events_run(rf->events, events) : 0;
+    if (events_of(rf)) {
+        staple_events_run(rf->events, events);
+    }
     apr_pool_destroy(p);
 
     now = apr_time_now();
-    if (running > 0 && next > now + apr_time_from_sec(1)) {
-        next = now + apr_time_from_sec(1); /* to collect the exit status */
+    /* sleep until the earliest due time, but look again within a second:
+     * a refresh asked for on the status page (another process) is done at
+     * once, and event programs are started and collected */
+    if (next > now + STAPLE_REFRESHER_TICK) {
+        next = now + STAPLE_REFRESHER_TICK;
     }
-    /* sleep until the earliest due time, no polling in between */
     return next > now + apr_time_from_msec(200) ? next - now : apr_time_from_msec(200);
 }
 
@@ -230,6 +301,7 @@ apr_status_t staple_refresher_start(staple_reg_t *reg, server_rec *s,
     rf->reg = reg;
     rf->s = s;
     rf->event_cmd = mc->event_cmd;
+    rf->event_timeout = staple_conf_event_timeout(mc);
     wd_get_instance = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
     wd_register_callback = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
     wd_set_interval = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_set_callback_interval);

@@ -100,6 +100,8 @@ static const char *cert_status(cert_t *c)
 typedef enum {
     V_STR,         /* const char *, null when NULL */
     V_STRS,        /* apr_array_header_t * of const char * */
+    V_LIST,        /* const char *, comma-separated: an array */
+    V_OFFSET,      /* staple_clock_t: seconds, null when unknown */
     V_BOOL,        /* int */
     V_TIME,        /* apr_time_t as ISO 8601, null when 0 */
     V_SECS,        /* apr_interval_time_t in whole seconds */
@@ -144,18 +146,58 @@ static const field_t fields[] = {
     F("next_refresh", NULL, V_TIME, next_refresh),
     F("handshakes_stapled", "Stapled", V_U64, stapled),
     F("handshakes_unstapled", "Unstapled", V_U64, unstapled),
+    F("responders", NULL, V_STRS, urls),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+#define R(json, type, member)                                                            \
+    {                                                                                    \
+        json, NULL, type, APR_OFFSETOF(staple_responder_snap_t, member)                  \
+    }
+
+/* The responders, for the firewall and the clock */
+static const field_t responder_fields[] = {
+    R("url", V_STR, url),
+    R("host", V_STR, host),
+    R("port", V_UINT, port),
+    R("addresses", V_LIST, addresses),
+    R("via_proxy", V_BOOL, via_proxy),
+    R("method", V_STR, method),
+    R("fetches_ok", V_U64, successes),
+    R("fetches_failed", V_U64, failures),
+    R("consecutive_failures", V_UINT, consecutive),
+    R("last_fetch_at", V_TIME, last_used_at),
+    R("last_ok_at", V_TIME, last_ok_at),
+    R("last_error", V_STR, last_error),
+    R("last_error_at", V_TIME, last_error_at),
+    R("clock_offset_seconds", V_OFFSET, clock),
+};
+#define NRFIELDS (sizeof(responder_fields) / sizeof(responder_fields[0]))
 
 #define AT(c, f, type) (*(const type *)((const char *)(c) + (f)->off))
 
 /* A field's value, as JSON (quoted strings, null) or as plain text. */
-static const char *field_value(apr_pool_t *p, cert_t *c, const field_t *f, int json)
+static const char *field_value(apr_pool_t *p, const void *c, const field_t *f, int json)
 {
     const char *s;
     int i;
 
     switch (f->type) {
+    case V_LIST: {
+        char *copy = apr_pstrdup(p, AT(c, f, const char *)), *last, *w;
+        const char *out = "[";
+        for (i = 0, w = apr_strtok(copy, ",", &last); w;
+             w = apr_strtok(NULL, ",", &last)) {
+            out = apr_pstrcat(p, out, i++ ? "," : "", json_str(p, w), NULL);
+        }
+        return apr_pstrcat(p, out, "]", NULL);
+    }
+    case V_OFFSET: {
+        const staple_clock_t *clock = &AT(c, f, staple_clock_t);
+        return clock->known
+                   ? apr_psprintf(p, "%" APR_TIME_T_FMT, apr_time_sec(clock->offset))
+                   : "null";
+    }
     case V_STR:
         s = AT(c, f, const char *);
         return json ? json_str(p, s) : (s ? s : "");
@@ -183,7 +225,7 @@ static const char *field_value(apr_pool_t *p, cert_t *c, const field_t *f, int j
     case V_U64:
         return apr_psprintf(p, "%" APR_UINT64_T_FMT, AT(c, f, apr_uint64_t));
     case V_CERT_STATUS:
-        s = cert_status(c);
+        s = cert_status((cert_t *)c);
         return json ? json_str(p, s) : (s ? s : "");
     }
     return "null";
@@ -217,9 +259,23 @@ static void emit_json(request_rec *r, const staple_snapshot_t *snap)
                    b->ms < 0 ? "+Inf" : apr_psprintf(p, "%" APR_TIME_T_FMT, b->ms),
                    snap->hist[i]);
     }
-    ap_rprintf(r, "},\"count\":%" APR_UINT64_T_FMT ",\"sum\":%.1f}}\n",
+    ap_rprintf(r, "},\"count\":%" APR_UINT64_T_FMT ",\"sum\":%.1f},\"responders\":[",
                snap->hist[STAPLE_HIST_BUCKETS - 1],
                (double)snap->duration_sum_us / 1000.0);
+    for (i = 0; i < snap->responder_count; i++) {
+        for (k = 0; k < NRFIELDS; k++) {
+            ap_rprintf(r, "%s%s:%s", k ? "," : (i ? ",{" : "{"),
+                       json_str(p, responder_fields[k].json),
+                       field_value(p, &snap->responders[i], &responder_fields[k], 1));
+        }
+        ap_rputc('}', r);
+    }
+    ap_rputs("],\"relay\":{", r);
+    for (i = 0; i < STAPLE_RELAY_COUNT; i++) {
+        ap_rprintf(r, "%s%s:%" APR_UINT64_T_FMT, i ? "," : "",
+                   json_str(p, staple_relay_name(i)), snap->relay[i]);
+    }
+    ap_rputs("}}\n", r);
 }
 
 /* The totals of ?auto and of server-status?auto. */
@@ -298,6 +354,13 @@ static const char *v_revoked(apr_pool_t *p, cert_t *c, int series)
     return c->valid && c->cert_status == V_OCSP_CERTSTATUS_REVOKED ? "1" : "0";
 }
 
+static const char *v_must_staple(apr_pool_t *p, cert_t *c, int series)
+{
+    (void)p;
+    (void)series;
+    return c->must_staple ? "1" : "0";
+}
+
 #define UNIX_TIME_VALUE(fn, member)                                                      \
     static const char *fn(apr_pool_t *p, cert_t *c, int series)                          \
     {                                                                                    \
@@ -320,24 +383,73 @@ static const char *v_duration(apr_pool_t *p, cert_t *c, int series)
     return apr_psprintf(p, "%.6f", (double)c->last_fetch_duration / 1e6);
 }
 
+/* Names follow Prometheus' conventions: base units in the name (seconds),
+ * Unix times as _timestamp_seconds, counters as _total. */
 static const metric_t metrics[] = {
     {"staple_handshakes_total", "counter", "TLS handshakes that asked for a staple.", 2,
      "stapled", series_stapled, v_handshakes},
+    {"staple_certificate_must_staple", "gauge",
+     "1 when the certificate requires a staple (TLS Feature status_request).", 1, NULL,
+     NULL, v_must_staple},
     {"staple_response_valid", "gauge", "1 when a response that may be stapled is held.",
      1, "state", series_state, v_valid},
     {"staple_response_revoked", "gauge", "1 when the held response says revoked.", 1,
      NULL, NULL, v_revoked},
-    {"staple_response_next_update_seconds", "gauge",
-     "nextUpdate of the held response (Unix time).", 1, NULL, NULL, v_next_update},
-    {"staple_response_this_update_seconds", "gauge",
-     "thisUpdate of the held response (Unix time).", 1, NULL, NULL, v_this_update},
-    {"staple_next_refresh_seconds", "gauge", "When the next fetch is due (Unix time).", 1,
-     NULL, NULL, v_next_refresh},
-    {"staple_fetch_failures_consecutive", "gauge",
+    {"staple_response_next_update_timestamp_seconds", "gauge",
+     "nextUpdate of the held response, as a Unix time (0: none).", 1, NULL, NULL,
+     v_next_update},
+    {"staple_response_this_update_timestamp_seconds", "gauge",
+     "thisUpdate of the held response, as a Unix time (0: none).", 1, NULL, NULL,
+     v_this_update},
+    {"staple_next_refresh_timestamp_seconds", "gauge",
+     "When the next fetch is due, as a Unix time.", 1, NULL, NULL, v_next_refresh},
+    {"staple_fetch_consecutive_failures", "gauge",
      "Failed fetches since the last success.", 1, NULL, NULL, v_failures},
-    {"staple_last_fetch_duration_seconds", "gauge", "The responder's last response time.",
-     1, NULL, NULL, v_duration},
+    {"staple_last_fetch_duration_seconds", "gauge",
+     "The responder's response time at the last fetch.", 1, NULL, NULL, v_duration},
 };
+
+/* Per responder: fetches, its clock; and the relay's answers. */
+static void emit_prometheus_responders(request_rec *r, const staple_snapshot_t *snap)
+{
+    apr_pool_t *p = r->pool;
+    int i;
+
+    ap_rputs("# HELP staple_responder_fetches_total Fetches from each OCSP responder "
+             "URL, by result.\n# TYPE staple_responder_fetches_total counter\n",
+             r);
+    for (i = 0; i < snap->responder_count; i++) {
+        const staple_responder_snap_t *o = &snap->responders[i];
+        const char *url = prom_str(p, o->url);
+        ap_rprintf(r,
+                   "staple_responder_fetches_total{responder=\"%s\",result=\"success\"} "
+                   "%" APR_UINT64_T_FMT "\n"
+                   "staple_responder_fetches_total{responder=\"%s\",result=\"failure\"} "
+                   "%" APR_UINT64_T_FMT "\n",
+                   url, o->successes, url, o->failures);
+    }
+    ap_rputs("# HELP staple_responder_clock_offset_seconds The local clock minus the "
+             "responder's (HTTP Date, producedAt), at the last fetch.\n"
+             "# TYPE staple_responder_clock_offset_seconds gauge\n",
+             r);
+    for (i = 0; i < snap->responder_count; i++) {
+        const staple_responder_snap_t *o = &snap->responders[i];
+        if (o->clock.known) {
+            ap_rprintf(r,
+                       "staple_responder_clock_offset_seconds{responder=\"%s\"} %.0f\n",
+                       prom_str(p, o->url), (double)apr_time_sec(o->clock.offset));
+        }
+    }
+    ap_rputs("# HELP staple_relay_requests_total OCSP requests answered as a relay "
+             "(SetHandler staple-responder), by outcome.\n"
+             "# TYPE staple_relay_requests_total counter\n",
+             r);
+    for (i = 0; i < STAPLE_RELAY_COUNT; i++) {
+        ap_rprintf(r,
+                   "staple_relay_requests_total{outcome=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                   staple_relay_name(i), snap->relay[i]);
+    }
+}
 
 static void emit_prometheus(request_rec *r, const staple_snapshot_t *snap)
 {
@@ -381,6 +493,7 @@ static void emit_prometheus(request_rec *r, const staple_snapshot_t *snap)
                "staple_fetch_duration_seconds_sum %.6f\n"
                "staple_fetch_duration_seconds_count %" APR_UINT64_T_FMT "\n",
                (double)snap->duration_sum_us / 1e6, snap->hist[STAPLE_HIST_BUCKETS - 1]);
+    emit_prometheus_responders(r, snap);
 }
 
 /* ------------------------------------------------------------------ */
@@ -474,7 +587,7 @@ static void emit_html(request_rec *r, const staple_snapshot_t *snap)
              "th{background:#eee}\n"
              ".good{background:#d8f5d0}.failing{background:#fff2c4}\n"
              ".revoked,.expired{background:#f9c9c4}"
-             ".none{background:#e6e6e6}\n"
+             ".none{background:#e6e6e6}.responder-failing{background:#fff2c4}\n"
              ".state{font-weight:bold;text-transform:uppercase}\n"
              "small{color:#666}\n"
              "</style></head><body>\n",
@@ -486,7 +599,7 @@ static void emit_html(request_rec *r, const staple_snapshot_t *snap)
                ", failed %" APR_UINT64_T_FMT " &middot; %s</p>\n",
                STAPLE_VERSION, snap->count, snap->stapled, snap->unstapled, snap->fetches,
                snap->failed, esc(p, snap->cache_name));
-    ap_rputs("<table>\n<tr>", r);
+    ap_rputs("<table id=\"certificates\">\n<tr>", r);
     for (k = 0; k < NCOLUMNS; k++) {
         ap_rprintf(r, "<th>%s</th>", columns[k].title);
     }
@@ -498,7 +611,34 @@ static void emit_html(request_rec *r, const staple_snapshot_t *snap)
         }
         ap_rputs("</tr>\n", r);
     }
-    ap_rputs("</table>\n<p><small>Also as <a href=\"?json\">JSON</a>, "
+    ap_rputs("</table>\n<h2>Responders</h2>\n<table "
+             "id=\"responders\">\n<tr><th>URL</th><th>Addresses</th>"
+             "<th>Fetches</th><th>Last error</th><th>Clock</th></tr>\n",
+             r);
+    for (i = 0; i < snap->responder_count; i++) {
+        const staple_responder_snap_t *o = &snap->responders[i];
+        ap_rprintf(
+            r,
+            "<tr class=\"responder%s\"><td>%s<br><small>%s%s</small></td><td>%s</td>"
+            "<td>%" APR_UINT64_T_FMT " ok, %" APR_UINT64_T_FMT " failed<br><small>%u "
+            "failure(s) in a row</small></td><td>%s<br><small>%s</small></td>"
+            "<td>%s</td></tr>\n",
+            o->consecutive ? "failing" : "good", esc(p, o->url), o->method,
+            o->via_proxy ? ", through StapleProxy" : "",
+            *o->addresses ? esc(p, o->addresses) : "&ndash;", o->successes, o->failures,
+            o->consecutive, o->last_error ? esc(p, o->last_error) : "&ndash;",
+            ago(p, o->last_error_at, snap->now),
+            o->clock.known
+                ? apr_psprintf(p, "%+" APR_TIME_T_FMT " s", apr_time_sec(o->clock.offset))
+                : "&ndash;");
+    }
+    ap_rprintf(r,
+               "</table>\n<p>Relay: %" APR_UINT64_T_FMT " answered, %" APR_UINT64_T_FMT
+               " unauthorized, %" APR_UINT64_T_FMT " malformed.</p>\n",
+               snap->relay[STAPLE_RELAY_SUCCESSFUL],
+               snap->relay[STAPLE_RELAY_UNAUTHORIZED],
+               snap->relay[STAPLE_RELAY_MALFORMED]);
+    ap_rputs("<p><small>Also as <a href=\"?json\">JSON</a>, "
              "<a href=\"?auto\">key: value</a>, <a href=\"?prometheus\">Prometheus</a>."
              "</small></p>\n</body></html>\n",
              r);
@@ -525,9 +665,13 @@ static int staple_status_handler(request_rec *r)
 {
     staple_reg_t *reg = staple_active_reg();
     unsigned f = 0;
+    int rc;
 
     if (strcmp(r->handler, STAPLE_STATUS_HANDLER)) {
         return DECLINED;
+    }
+    if ((rc = staple_control(r, reg)) != DECLINED) {
+        return rc;
     }
     r->allowed = (AP_METHOD_BIT << M_GET);
     if (r->method_number != M_GET) {

@@ -1,6 +1,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_date.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include <curl/curl.h>
 
@@ -58,6 +60,26 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* The Date header of the answer, for the caller's clock check. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    transfer_t *t = userdata;
+    size_t n = size * nmemb;
+    char line[128];
+
+    if (n > 5 && n < sizeof(line) && !strncasecmp(data, "Date:", 5)) {
+        char *v = line + 5;
+        memcpy(line, data, n);
+        line[n] = '\0';
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        v[strcspn(v, "\r\n")] = '\0';
+        t->f->http_date = apr_date_parse_http(v);
+    }
+    return n;
+}
+
 /* Hand a finished fetch to the caller, then free its body: with a callback
  * the body lives until it returns, without one it is copied to the pool. */
 static void deliver(transfer_t *t, staple_fetch_done_fn *done, void *ctx)
@@ -105,7 +127,7 @@ static apr_status_t start_transfer(CURLM *multi, transfer_t *t,
         apr_cpystrn(f->error, "curl_easy_init failed", sizeof(f->error));
         return APR_ENOMEM;
     }
-    get_url = staple_ocsp_get_url(t->pool, f->url, f->req, f->req_len);
+    get_url = f->post ? NULL : staple_ocsp_get_url(t->pool, f->url, f->req, f->req_len);
     if (get_url) {
         f->method = "GET";
         curl_easy_setopt(t->curl, CURLOPT_URL, get_url);
@@ -123,6 +145,8 @@ static apr_status_t start_transfer(CURLM *multi, transfer_t *t,
     curl_easy_setopt(t->curl, CURLOPT_PRIVATE, t);
     curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(t->curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(t->curl, CURLOPT_HEADERDATA, t);
     /* One limit for the whole exchange, name resolution included. */
     curl_easy_setopt(t->curl, CURLOPT_TIMEOUT_MS, ms);
     curl_easy_setopt(t->curl, CURLOPT_CONNECTTIMEOUT_MS, ms);
@@ -157,8 +181,13 @@ static void finish_transfer(transfer_t *t, CURLcode code)
 {
     staple_fetch_t *f = t->f;
 
+    char *ip = NULL;
+
     f->duration = apr_time_now() - t->started;
     curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &f->http_status);
+    if (curl_easy_getinfo(t->curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip) {
+        apr_cpystrn(f->addr, ip, sizeof(f->addr));
+    }
     if (t->too_large || code == CURLE_FILESIZE_EXCEEDED) {
         f->status = APR_ENOSPC;
         apr_snprintf(f->error, sizeof(f->error),
@@ -204,6 +233,8 @@ static transfer_t *new_transfer(staple_fetch_t *f, apr_pool_t *p)
     f->body_len = 0;
     f->http_status = 0;
     f->duration = 0;
+    f->http_date = 0;
+    f->addr[0] = '\0';
     return t;
 }
 

@@ -15,6 +15,7 @@ typedef struct staple_fetch_t {
     const char *url;          /**< responder base URL (http or https) */
     const unsigned char *req; /**< DER OCSPRequest */
     apr_size_t req_len;
+    int post;    /**< 1: POST even when the request fits a GET */
     void *baton; /**< caller's data, untouched */
 
     /* set by staple_fetch_run() */
@@ -26,6 +27,8 @@ typedef struct staple_fetch_t {
                               returns; without one, from the run's pool */
     apr_size_t body_len;
     apr_interval_time_t duration; /**< from start to last byte (or failure) */
+    apr_time_t http_date;         /**< the answer's Date header; 0: none */
+    char addr[48];                /**< the address connected to, or "" */
     char error[256];              /**< reason when status is not APR_SUCCESS */
 } staple_fetch_t;
 
@@ -48,8 +51,9 @@ typedef void staple_fetch_more_fn(apr_array_header_t *fetches, void *ctx);
 
 /**
  * Run all fetches, at most max_parallel at a time, none past the deadline.
- * GET is used when the encoded request fits RFC 5019's 255 bytes, POST
- * otherwise. Bodies over STAPLE_MAX_RESPONSE_LEN are cut off and failed.
+ * GET is used when the encoded request fits RFC 5019's 255 bytes (unless a
+ * fetch asks for POST), POST otherwise. Bodies over STAPLE_MAX_RESPONSE_LEN are cut off
+ * and failed.
  * @param fetches array of staple_fetch_t *
  * @param deadline no transfer runs past this time (0: only the timeout)
  * @param done optional, called for each fetch as it completes

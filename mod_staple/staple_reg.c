@@ -62,6 +62,13 @@ void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held)
     held->reason = sl->reason;
 }
 
+const char *staple_reg_resp_times(apr_pool_t *p, const staple_resp_info_t *info)
+{
+    return apr_psprintf(p, "producedAt %s, thisUpdate %s",
+                        staple_fmt_time(p, info->produced_at),
+                        staple_fmt_time(p, info->this_update));
+}
+
 const staple_hist_bucket_t staple_hist_buckets[STAPLE_HIST_BUCKETS] = {
     {10, "0.01"}, {50, "0.05"},  {100, "0.1"}, {250, "0.25"}, {500, "0.5"},
     {1000, "1"},  {2500, "2.5"}, {5000, "5"},  {10000, "10"}, {-1, "+Inf"},
@@ -105,9 +112,13 @@ staple_reg_t *staple_reg_make(apr_pool_t *p, const staple_reg_opts_t *opts)
 
     reg->pool = p;
     reg->opts = *opts;
+    reg->proxy_shown = staple_url_shown(p, opts->fetch.proxy);
     reg->by_id = apr_hash_make(p);
     reg->primed = apr_hash_make(p);
     reg->items = apr_array_make(p, 16, sizeof(staple_item_t *));
+    reg->responders = apr_array_make(p, 4, sizeof(staple_responder_t *));
+    reg->responder_by_url = apr_hash_make(p);
+    reg->by_certid = apr_hash_make(p);
     return reg;
 }
 
@@ -123,8 +134,10 @@ int staple_reg_was_primed(const staple_reg_t *reg, const unsigned char *id)
 }
 
 int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
-                   const char *vhost, const char *force_url)
+                   const char *vhost, const apr_array_header_t *force_urls)
 {
+    const apr_array_header_t *urls;
+    int k;
     apr_pool_t *p = reg->pool;
     staple_item_t *it = apr_hash_get(reg->by_id, id, STAPLE_ID_LEN);
     apr_status_t rv;
@@ -157,21 +170,28 @@ int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
                        it->cert ? it->cert->subject : "(unreadable)", vhost, err);
         return 0;
     }
-    it->url = force_url ? force_url : it->cert->ocsp_url;
-    if (it->url == NULL) {
+    urls = force_urls && force_urls->nelts ? force_urls : it->cert->ocsp_urls;
+    if (urls->nelts == 0) {
         staple_reg_log(reg, STAPLE_LOG_INFO,
                        "certificate %s (serial %s) has no OCSP responder URL and no "
                        "StapleForceURL is set: not stapling it",
                        it->cert->subject, it->cert->serial);
         return 0;
     }
+    it->urls = apr_array_make(p, urls->nelts, sizeof(staple_responder_t *));
+    for (k = 0; k < urls->nelts; k++) {
+        APR_ARRAY_PUSH(it->urls, staple_responder_t *) =
+            staple_reg_responder(reg, APR_ARRAY_IDX(urls, k, const char *));
+    }
     it->claimed = 1;
     it->index = reg->items->nelts;
     APR_ARRAY_PUSH(reg->items, staple_item_t *) = it;
-    staple_reg_log(reg, STAPLE_LOG_DEBUG,
-                   "claimed certificate %s (serial %s%s), responder %s",
-                   it->cert->subject, it->cert->serial,
-                   it->cert->must_staple ? ", Must-Staple" : "", it->url);
+    staple_reg_index_certids(reg, it);
+    staple_reg_log(
+        reg, STAPLE_LOG_DEBUG, "claimed certificate %s (serial %s%s), responder %s%s",
+        it->cert->subject, it->cert->serial, it->cert->must_staple ? ", Must-Staple" : "",
+        STAPLE_URL(it, 0)->url_shown,
+        it->urls->nelts > 1 ? apr_psprintf(p, " and %d more", it->urls->nelts - 1) : "");
     return 1;
 }
 
@@ -185,10 +205,17 @@ int staple_reg_count(const staple_reg_t *reg)
     return reg->items->nelts;
 }
 
+/* Where the responder slots begin in the shared memory. */
+static apr_size_t rslots_offset(const staple_reg_t *reg)
+{
+    return APR_ALIGN_DEFAULT(APR_ALIGN_DEFAULT(sizeof(staple_stats_t)) +
+                             sizeof(staple_slot_t) * (apr_size_t)reg->items->nelts);
+}
+
 apr_size_t staple_reg_shm_size(const staple_reg_t *reg)
 {
-    return APR_ALIGN_DEFAULT(sizeof(staple_stats_t)) +
-           sizeof(staple_slot_t) * (apr_size_t)reg->items->nelts;
+    return rslots_offset(reg) +
+           sizeof(staple_rslot_t) * (apr_size_t)reg->responders->nelts;
 }
 
 void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
@@ -199,6 +226,7 @@ void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
     reg->stats = shm;
     reg->slots =
         (staple_slot_t *)((char *)shm + APR_ALIGN_DEFAULT(sizeof(staple_stats_t)));
+    reg->rslots = (staple_rslot_t *)((char *)shm + rslots_offset(reg));
     if (fresh) {
         memset(shm, 0, staple_reg_shm_size(reg));
         for (i = 0; i < reg->items->nelts; i++) {
@@ -209,6 +237,23 @@ void staple_reg_attach(staple_reg_t *reg, void *shm, int fresh,
     reg->shared = *shared;
     reg->local = local ? *local : *shared;
     reg->node_local = local != NULL;
+}
+
+/* The process copies go with the process's pool, before their locks. */
+static apr_status_t copies_cleanup(void *data)
+{
+    staple_reg_t *reg = data;
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        free(it->der);
+        it->der = NULL;
+        it->der_len = 0;
+        it->lock = NULL;
+    }
+    staple_reg_resolve_end(reg);
+    return APR_SUCCESS;
 }
 
 apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild)
@@ -222,119 +267,8 @@ apr_status_t staple_reg_child_init(staple_reg_t *reg, apr_pool_t *pchild)
             return rv;
         }
     }
+    apr_pool_cleanup_register(pchild, reg, copies_cleanup, apr_pool_cleanup_null);
     return APR_SUCCESS;
-}
-
-/* ------------------------------------------------------------------ */
-/* Caches                                                              */
-
-apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *c,
-                                   staple_item_t *it, apr_time_t now,
-                                   unsigned char **pder, apr_size_t *pder_len,
-                                   apr_time_t *fetched_at, staple_resp_info_t *info,
-                                   char *why, apr_size_t whylen, apr_pool_t *p)
-{
-    unsigned int len = STAPLE_ENTRY_HEADER_LEN + STAPLE_MAX_RESPONSE_LEN;
-    unsigned char *buf = malloc(len);
-    const unsigned char *der;
-    const char *reason;
-    apr_size_t der_len;
-    staple_check_e rc;
-
-    *pder = NULL;
-    if (buf == NULL) {
-        return APR_ENOMEM;
-    }
-    if (c->get(c->baton, it->cert->id, STAPLE_ID_LEN, buf, &len, p) != APR_SUCCESS) {
-        free(buf);
-        return APR_NOTFOUND;
-    }
-    if (staple_entry_decode(buf, len, &der, &der_len, fetched_at, &reason) !=
-        APR_SUCCESS) {
-        apr_cpystrn(why, reason, whylen);
-        free(buf);
-        return APR_EINVAL;
-    }
-    rc = staple_ocsp_check(it->cert, der, der_len, now, &reg->opts.check, info, why,
-                           whylen);
-    if (rc != STAPLE_CHECK_OK) {
-        free(buf);
-        return APR_EINVAL;
-    }
-    memmove(buf, der, der_len);
-    *pder = buf;
-    *pder_len = der_len;
-    if (*fetched_at > now ||
-        *fetched_at < info->this_update - reg->opts.check.time_skew) {
-        *fetched_at = now; /* the header is not signed: keep it plausible */
-    }
-    return APR_SUCCESS;
-}
-
-static apr_status_t cache_put(const staple_cache_ops_t *c, staple_item_t *it,
-                              const unsigned char *der, apr_size_t der_len,
-                              apr_time_t fetched_at, apr_time_t expiry, apr_pool_t *p)
-{
-    unsigned char *buf = apr_palloc(p, STAPLE_ENTRY_HEADER_LEN + der_len);
-    apr_size_t len = staple_entry_encode(buf, der, der_len, fetched_at);
-
-    /* The key is the certificate's SHA-1 itself: shmcb picks a subcache by
-     * the first byte of the key, so a common prefix would crowd every
-     * response into one subcache. (memcache and redis hex-encode keys.) */
-    return c->put(c->baton, it->cert->id, STAPLE_ID_LEN, expiry, buf, (unsigned int)len,
-                  p);
-}
-
-apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
-                              const unsigned char *der, apr_size_t der_len,
-                              apr_time_t fetched_at, const staple_resp_info_t *info,
-                              apr_pool_t *p)
-{
-    apr_status_t rv = cache_put(&reg->shared, it, der, der_len, fetched_at,
-                                staple_reg_usable_until(reg, info), p);
-
-    if (rv != APR_SUCCESS) {
-        staple_reg_log(reg, STAPLE_LOG_ERR, "cannot store the OCSP response for %s in %s",
-                       it->cert->subject, reg->shared.name);
-    }
-    return rv;
-}
-
-apr_status_t staple_reg_publish(staple_reg_t *reg, staple_item_t *it,
-                                const unsigned char *der, apr_size_t der_len,
-                                apr_time_t fetched_at, const staple_resp_info_t *info,
-                                int to_shared, apr_pool_t *p)
-{
-    staple_slot_t *sl = &reg->slots[it->index];
-    apr_time_t until = staple_reg_usable_until(reg, info);
-    apr_status_t rv = APR_SUCCESS;
-
-    /* The copy handshakes read comes first: a shared cache on the network
-     * may be slow or hang, and must not hold up stapling on this server. */
-    if (reg->node_local) {
-        apr_status_t lrv = cache_put(&reg->local, it, der, der_len, fetched_at, until, p);
-        if (lrv != APR_SUCCESS) {
-            staple_reg_log(reg, STAPLE_LOG_ERR,
-                           "cannot store the OCSP response for %s in the %s",
-                           it->cert->subject, reg->local.name);
-        }
-    } else if (to_shared) {
-        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
-        to_shared = 0;
-    }
-    sl->fetched_at = fetched_at;
-    sl->this_update = info->this_update;
-    sl->produced_at = info->produced_at;
-    sl->next_update = info->next_update;
-    sl->valid_until = until;
-    sl->cert_status = info->cert_status;
-    sl->reason = info->reason;
-    /* announce the new response to every process */
-    apr_atomic_inc32(&sl->gen);
-    if (to_shared) {
-        rv = staple_reg_share(reg, it, der, der_len, fetched_at, info, p);
-    }
-    return rv;
 }
 
 /* ------------------------------------------------------------------ */
@@ -388,9 +322,18 @@ static void local_refresh(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
             it->der = der;
             it->der_len = der_len;
             it->next_update = staple_reg_usable_until(reg, &info);
+            it->copy_info = info;
         }
     } else if (rv == APR_EINVAL) {
         warn_entry(reg, it, now, "cached OCSP response for %s rejected: %s%s", why, "");
+    }
+    /* the local cache may have lost the entry the server holds now (evicted,
+     * or refused above): a copy older than that is not stapled either */
+    staple_reg_held(&reg->slots[it->index], &held);
+    if (it->der && staple_resp_compare(&it->copy_info, &held) == STAPLE_FRESH_NEWER) {
+        free(it->der);
+        it->der = NULL;
+        it->der_len = 0;
     }
     if (it->der && now >= it->next_update) {
         free(it->der);
@@ -408,36 +351,26 @@ static int copy_outdated(const staple_item_t *it, apr_time_t now, apr_uint32_t g
                                    now - it->checked_at >= STAPLE_MISS_RECHECK);
 }
 
-staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
-                                  apr_size_t id_len, staple_copy_fn *copy, void *baton,
-                                  apr_pool_t *p)
+int staple_reg_copy(staple_reg_t *reg, staple_item_t *it, staple_copy_fn *copy,
+                    void *baton, apr_time_t *this_update, apr_time_t *next_update,
+                    apr_pool_t *p)
 {
-    staple_item_t *it;
-    staple_slot_t *slot;
-    apr_time_t now;
-    apr_uint32_t gen;
-    int stapled = 0;
-
-    if (id_len != STAPLE_ID_LEN ||
-        (it = apr_hash_get(reg->by_id, id, (apr_ssize_t)id_len)) == NULL ||
-        !it->claimed || it->lock == NULL) {
-        return STAPLE_RESP_NOT_OURS;
-    }
-    slot = &reg->slots[it->index];
-    now = staple_reg_now(reg);
-    gen = apr_atomic_read32(&slot->gen);
+    staple_slot_t *slot = &reg->slots[it->index];
+    apr_time_t now = staple_reg_now(reg);
+    apr_uint32_t gen = apr_atomic_read32(&slot->gen);
+    int ok = 0;
 
     /* Handshakes share the copy under a read lock: one preempted while
      * copying holds up no other, as it would under a mutex. */
-    if (apr_thread_rwlock_rdlock(it->lock) != APR_SUCCESS) {
+    if (it->lock == NULL || apr_thread_rwlock_rdlock(it->lock) != APR_SUCCESS) {
         copy(NULL, 0, baton);
-        return STAPLE_RESP_NONE;
+        return 0;
     }
     if (copy_outdated(it, now, gen)) {
         apr_thread_rwlock_unlock(it->lock);
         if (apr_thread_rwlock_wrlock(it->lock) != APR_SUCCESS) {
             copy(NULL, 0, baton);
-            return STAPLE_RESP_NONE;
+            return 0;
         }
         gen = apr_atomic_read32(&slot->gen);
         if (copy_outdated(it, now, gen)) { /* nobody refreshed it meanwhile */
@@ -446,15 +379,44 @@ staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
     }
     if (it->der && now < it->next_update) {
         copy(it->der, it->der_len, baton);
-        stapled = 1;
+        if (this_update) {
+            *this_update = it->copy_info.this_update;
+            *next_update = it->copy_info.next_update;
+        }
+        ok = 1;
     } else {
         /* We answer for this certificate: no staple rather than letting
          * anyone fetch in the handshake. */
         copy(NULL, 0, baton);
     }
     apr_thread_rwlock_unlock(it->lock);
+    return ok;
+}
 
-    apr_atomic_inc64(stapled ? &slot->stapled : &slot->unstapled);
+/* A claimed certificate of this id, or NULL. */
+static staple_item_t *claimed(const staple_reg_t *reg, const unsigned char *id,
+                              apr_size_t id_len)
+{
+    staple_item_t *it = id_len == STAPLE_ID_LEN
+                            ? apr_hash_get(reg->by_id, id, (apr_ssize_t)id_len)
+                            : NULL;
+
+    return it && it->claimed ? it : NULL;
+}
+
+staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
+                                  apr_size_t id_len, staple_copy_fn *copy, void *baton,
+                                  apr_pool_t *p)
+{
+    staple_item_t *it = claimed(reg, id, id_len);
+    int stapled;
+
+    if (it == NULL || it->lock == NULL) {
+        return STAPLE_RESP_NOT_OURS;
+    }
+    stapled = staple_reg_copy(reg, it, copy, baton, NULL, NULL, p);
+    apr_atomic_inc64(stapled ? &reg->slots[it->index].stapled
+                             : &reg->slots[it->index].unstapled);
     if (!stapled) {
         /* the refresher reports the cause, and a Must-Staple certificate
          * at error level; a line per handshake would flood the log */
@@ -462,6 +424,33 @@ staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
                        it->cert->subject);
     }
     return stapled ? STAPLE_RESP_STAPLED : STAPLE_RESP_NONE;
+}
+
+staple_resp_e staple_reg_response(staple_reg_t *reg, const unsigned char *id,
+                                  staple_copy_fn *copy, void *baton, apr_pool_t *p)
+{
+    staple_item_t *it = claimed(reg, id, STAPLE_ID_LEN);
+
+    if (it == NULL || it->lock == NULL) {
+        return STAPLE_RESP_NOT_OURS;
+    }
+    return staple_reg_copy(reg, it, copy, baton, NULL, NULL, p) ? STAPLE_RESP_STAPLED
+                                                                : STAPLE_RESP_NONE;
+}
+
+int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id)
+{
+    staple_item_t *it;
+    int i, n = 0;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        if (id == NULL || !memcmp(it->cert->id, id, STAPLE_ID_LEN)) {
+            apr_atomic_set32(&reg->slots[i].refresh_asked, 1);
+            n++;
+        }
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -527,14 +516,22 @@ apr_array_header_t *staple_reg_take_events(staple_reg_t *reg, apr_pool_t *p)
 /* ------------------------------------------------------------------ */
 /* Snapshots                                                           */
 
-static void snap_cert(const staple_item_t *it, const staple_slot_t *sl, apr_time_t now,
-                      staple_cert_snap_t *c)
+static void snap_cert(const staple_reg_t *reg, const staple_item_t *it,
+                      const staple_slot_t *sl, apr_time_t now, staple_cert_snap_t *c,
+                      apr_pool_t *p)
 {
+    apr_array_header_t *urls = apr_array_make(p, it->urls->nelts, sizeof(const char *));
+    int k;
+
+    for (k = 0; k < it->urls->nelts; k++) {
+        APR_ARRAY_PUSH(urls, const char *) = STAPLE_URL(it, k)->url_shown;
+    }
+    c->urls = urls;
     c->id_hex = it->cert->id_hex;
     c->subject = it->cert->subject;
     c->serial = it->cert->serial;
     c->vhosts = it->vhosts;
-    c->url = it->url;
+    c->url = staple_reg_url_in_use(reg, it)->url_shown;
     c->must_staple = it->cert->must_staple;
     c->cert_status = sl->cert_status;
     c->this_update = sl->this_update;
@@ -575,7 +572,8 @@ staple_snapshot_t *staple_reg_snapshot(staple_reg_t *reg, apr_pool_t *p)
     for (i = 0; i < snap->count; i++) {
         staple_cert_snap_t *c = &snap->certs[i];
         const staple_slot_t *sl = &reg->slots[i];
-        snap_cert(APR_ARRAY_IDX(reg->items, i, staple_item_t *), sl, snap->now, c);
+        snap_cert(reg, APR_ARRAY_IDX(reg->items, i, staple_item_t *), sl, snap->now, c,
+                  p);
         if (sl->last_error_at) {
             c->last_error = apr_pstrdup(p, sl->last_error);
         }
@@ -595,5 +593,9 @@ staple_snapshot_t *staple_reg_snapshot(staple_reg_t *reg, apr_pool_t *p)
         snap->hist[i] = cum;
     }
     snap->duration_sum_us = reg->stats->duration_sum_us;
+    for (i = 0; i < STAPLE_RELAY_COUNT; i++) {
+        snap->relay[i] = reg->stats->relay[i];
+    }
+    staple_reg_snap_responders(reg, snap, p);
     return snap;
 }

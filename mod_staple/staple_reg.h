@@ -58,6 +58,21 @@ typedef struct {
     void *baton;
 } staple_cache_ops_t;
 
+/** StapleRequestMethod: GET when the request fits (RFC 5019), and POST
+ * tried at once when a responder refuses GET (auto); GET when it fits and
+ * never POST in its place (get); always POST (post). */
+#define STAPLE_METHOD_AUTO 0
+#define STAPLE_METHOD_GET  1
+#define STAPLE_METHOD_POST 2
+
+/** Relay answers (SetHandler staple-responder), counted. */
+typedef enum {
+    STAPLE_RELAY_SUCCESSFUL = 0, /**< the response held, as the CA signed it */
+    STAPLE_RELAY_UNAUTHORIZED,   /**< no valid response held for that certificate */
+    STAPLE_RELAY_MALFORMED,      /**< not one OCSP request for one certificate */
+    STAPLE_RELAY_COUNT
+} staple_relay_e;
+
 /** What the registry is told once, at make. */
 typedef struct {
     staple_check_params_t check;    /**< StapleResponseTimeSkew, StapleResponseMaxAge */
@@ -69,6 +84,7 @@ typedef struct {
     apr_time_t (*clock)(void);      /**< the time; NULL: apr_time_now */
     double (*random)(void);         /**< jitter in [0, 1); NULL: OpenSSL's RAND */
     staple_fetch_run_fn *fetch_run; /**< NULL: staple_fetch_run */
+    int request_method;             /**< STAPLE_METHOD_* (StapleRequestMethod) */
     int (*stopping)(void);          /**< 1 when the process is shutting down */
     staple_log_fn *log;             /**< NULL: no log */
     void *log_baton;
@@ -93,11 +109,12 @@ int staple_reg_was_primed(const staple_reg_t *reg, const unsigned char *id);
  * @param id the SHA-1 of the certificate (STAPLE_ID_LEN bytes)
  * @param pem the certificate followed by its chain
  * @param vhost the server using it, for the status page
- * @param force_url StapleForceURL of that server, or NULL
+ * @param force_urls StapleForceURL of that server (const char *, tried in
+ *        order), or NULL: every OCSP URI of the certificate's AIA
  * @return 1 when the registry staples it (also for one seen before), else 0
  */
 int staple_reg_add(staple_reg_t *reg, const unsigned char *id, const char *pem,
-                   const char *vhost, const char *force_url);
+                   const char *vhost, const apr_array_header_t *force_urls);
 
 /**
  * Keep verified responses in this directory (NULL: nowhere), instead of the
@@ -141,6 +158,48 @@ typedef enum {
 staple_resp_e staple_reg_get_resp(staple_reg_t *reg, const unsigned char *id,
                                   apr_size_t id_len, staple_copy_fn *copy, void *baton,
                                   apr_pool_t *p);
+
+/**
+ * The response held for a certificate, as a handshake would get it but not
+ * counted as one (the status page's ?der).
+ */
+staple_resp_e staple_reg_response(staple_reg_t *reg, const unsigned char *id,
+                                  staple_copy_fn *copy, void *baton, apr_pool_t *p);
+
+/**
+ * Have the refresher fetch now: one certificate (id), or all (NULL),
+ * whatever the schedule and what the shared cache holds.
+ * @return how many certificates were scheduled (0: the id is not stapled)
+ */
+int staple_reg_request_refresh(staple_reg_t *reg, const unsigned char *id);
+
+/**
+ * Answer an OCSP request as a relay (RFC 5019 profile): exactly one
+ * certificate, matched by its SHA-1 or SHA-256 CertID against the
+ * certificates stapled here, answered with the response held as the CA
+ * signed it (through copy) when it is valid. Never fetches; the outcome is
+ * counted for the status page.
+ * @param this_update, next_update of the response given, for HTTP caching
+ * @return STAPLE_RELAY_SUCCESSFUL (copy got the response), _UNAUTHORIZED or
+ *         _MALFORMED (copy got nothing: answer with staple_relay_error_der)
+ */
+staple_relay_e staple_reg_relay(staple_reg_t *reg, const unsigned char *req,
+                                apr_size_t len, staple_copy_fn *copy, void *baton,
+                                apr_time_t *this_update, apr_time_t *next_update,
+                                apr_pool_t *p);
+
+/**
+ * The OCSP request of a GET (RFC 5019: the URL-encoded base64 of the DER
+ * request after the responder's URL): the path of the request URI as it
+ * was sent, before any decoding.
+ * @return 1 and the DER, or 0 when no part of the path is one
+ */
+int staple_relay_get_request(apr_pool_t *p, const char *path, unsigned char **der,
+                             apr_size_t *len);
+
+/** The DER OCSPResponse carrying only the status of an unsuccessful relay
+ * outcome (unauthorized, malformedRequest). */
+const unsigned char *staple_relay_error_der(staple_relay_e outcome, apr_size_t *len);
 
 /**
  * Fetch what is due: look at the store and the shared cache first, take the
@@ -191,6 +250,9 @@ apr_array_header_t *staple_reg_take_events(staple_reg_t *reg, apr_pool_t *p);
 #define STAPLE_OUTCOME_UNREVOKED   (STAPLE_CHECK_COUNT + 2)
 #define STAPLE_OUTCOME_COUNT       (STAPLE_CHECK_COUNT + 3)
 
+/** Name of a relay outcome ("successful", "unauthorized", "malformed"). */
+const char *staple_relay_name(staple_relay_e outcome);
+
 /** Name of a fetch outcome, for the status page and metrics. */
 const char *staple_outcome_name(int outcome);
 
@@ -211,6 +273,7 @@ typedef struct {
     const char *serial;
     const apr_array_header_t *vhosts; /**< const char * */
     const char *url;                  /**< responder in use */
+    const apr_array_header_t *urls;   /**< const char *: all its responders */
     int must_staple;
     const char *state; /**< good, revoked, failing, expired, none */
     int valid;         /**< a response that may be stapled is held */
@@ -226,6 +289,27 @@ typedef struct {
     apr_uint64_t stapled, unstapled; /**< handshakes */
 } staple_cert_snap_t;
 
+/** A clock compared with a responder's. */
+typedef struct {
+    int known;                  /**< measured at a fetch */
+    apr_interval_time_t offset; /**< the local clock minus the responder's */
+} staple_clock_t;
+
+/** A responder URL as the status page shows it. */
+typedef struct {
+    const char *url; /**< without a password */
+    const char *host;
+    unsigned int port;
+    const char *addresses; /**< its host's addresses at the last fetch, "a,b" */
+    int via_proxy;         /**< asked through StapleProxy */
+    apr_uint64_t successes, failures;
+    unsigned int consecutive; /**< failures since the last success */
+    const char *method;       /**< "GET" (when the request fits) or "POST" */
+    apr_time_t last_used_at, last_ok_at, last_error_at;
+    const char *last_error; /**< NULL: none yet */
+    staple_clock_t clock;
+} staple_responder_snap_t;
+
 /** Everything the status page shows, read at one time. */
 typedef struct {
     apr_time_t now;
@@ -239,6 +323,9 @@ typedef struct {
     apr_uint64_t outcomes[STAPLE_OUTCOME_COUNT];
     apr_uint64_t hist[STAPLE_HIST_BUCKETS]; /**< cumulative, as Prometheus wants */
     apr_uint64_t duration_sum_us;
+    int responder_count;
+    staple_responder_snap_t *responders;
+    apr_uint64_t relay[STAPLE_RELAY_COUNT]; /**< relay answers by outcome */
 } staple_snapshot_t;
 
 /** The status of every certificate and the counters, from p. */

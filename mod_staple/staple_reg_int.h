@@ -17,13 +17,15 @@
  * Shared memory: made by httpd's parent before the children exist, so every
  * process of the server sees the same bytes.
  *
- *   +----------------+--------+--------+-----+----------+
- *   | staple_stats_t | slot 0 | slot 1 | ... | slot n-1 |
- *   +----------------+--------+--------+-----+----------+
+ *   +----------------+--------+-----+----------+---------+-----+-----------+
+ *   | staple_stats_t | slot 0 | ... | slot n-1 | rslot 0 | ... | rslot m-1 |
+ *   +----------------+--------+-----+----------+---------+-----+-----------+
  *   ^ shm             ^ shm + APR_ALIGN_DEFAULT(sizeof(staple_stats_t))
+ *                                               ^ APR_ALIGN_DEFAULT after the slots
  *
- * One staple_slot_t per claimed certificate, in the order of
- * reg->items. Who writes and who reads each field:
+ * One staple_slot_t per claimed certificate, in the order of reg->items,
+ * then one staple_rslot_t per responder URL, in the order of
+ * reg->responders. Who writes and who reads each field:
  *
  *   F  the process fetching: first the startup child, then the refresher
  *      (a watchdog singleton, in one child at a time). Only one of them runs
@@ -36,7 +38,38 @@ typedef struct {
     apr_uint32_t outcomes[STAPLE_OUTCOME_COUNT];     /* F atomic; S */
     apr_uint32_t duration_hist[STAPLE_HIST_BUCKETS]; /* F atomic; S */
     apr_uint64_t duration_sum_us;                    /* F; S */
+    apr_uint32_t refresh_gen; /* R atomic: a refresh was asked for; F reads */
+    apr_uint64_t relay[STAPLE_RELAY_COUNT]; /* R atomic: relay answers; S */
 } staple_stats_t;
+
+#define STAPLE_ADDR_LEN 200
+
+/* A responder URL's state (R: the status handler, any process). */
+typedef struct {
+    apr_uint64_t successes, failures;  /* F: fetches by outcome; S */
+    apr_uint32_t consecutive;          /* F: failures since the last success; S */
+    apr_uint32_t post_only;            /* F: it refused a GET, POST from now on; F; S */
+    apr_time_t last_used_at;           /* F: the last fetch from it; S */
+    apr_time_t last_ok_at;             /* F; S */
+    apr_time_t last_error_at;          /* F; S */
+    char last_error[STAPLE_ERROR_LEN]; /* F; S */
+    apr_uint32_t clock_known;          /* F: clock_offset was measured; S */
+    apr_interval_time_t clock_offset;  /* F: local clock minus the responder's; S */
+    apr_time_t clock_warned_at;        /* F: the last warning about it */
+    apr_time_t resolved_at;            /* F: when addresses was resolved */
+    char addresses[STAPLE_ADDR_LEN];   /* F: its host's addresses, comma-separated; S */
+} staple_rslot_t;
+
+typedef struct staple_resolve_t staple_resolve_t;
+
+/* A responder URL, shared by the certificates that name it. */
+typedef struct {
+    const char *url;
+    const char *url_shown; /* without a password, for people */
+    const char *host;
+    unsigned int port;
+    int index; /* into reg->responders and the responder slots */
+} staple_responder_t;
 
 typedef struct {
     apr_uint32_t gen;                  /* F atomic, after a new response is in the
@@ -59,6 +92,9 @@ typedef struct {
     apr_interval_time_t last_duration; /* F: the responder's response time; S */
     apr_time_t last_error_at;          /* F: 0 until a fetch failed; S */
     char last_error[STAPLE_ERROR_LEN]; /* F: why the last fetch failed; S */
+    apr_uint32_t url_pref;             /* F: its URL (index) that answered last; S */
+    apr_uint32_t refresh_asked;        /* R: fetch now, whatever the schedule; F */
+    apr_time_t store_mtime;            /* F: the StapleStore file as last seen */
     apr_uint32_t events_pending;       /* F: a bit per staple_event_e */
     apr_time_t event_at[STAPLE_EVENT_COUNT]; /* F: last run, for rate limiting */
 } staple_slot_t;
@@ -67,7 +103,7 @@ typedef struct {
  * this process's own and guarded by lock. */
 typedef struct {
     staple_cert_t *cert;
-    const char *url;            /* responder URL in use */
+    apr_array_header_t *urls;   /* staple_responder_t *: its responders, in order */
     apr_array_header_t *vhosts; /* const char *: servers using it */
     int claimed;
     int index; /* into reg->items and the slots, when claimed */
@@ -75,17 +111,23 @@ typedef struct {
     apr_thread_rwlock_t *lock;
     unsigned char *der; /* malloc'ed: the process copy */
     apr_size_t der_len;
-    apr_time_t next_update;
+    apr_time_t next_update;       /* until when the copy may be stapled */
+    staple_resp_info_t copy_info; /* what the copy says */
     apr_uint32_t gen_seen;
     apr_time_t checked_at;
     apr_time_t warned_at; /* last warning about a cache entry, rate limit */
 
-    int in_flight; /* being fetched by this process */
+    int in_flight;               /* being fetched by this process */
+    int try_k;                   /* the URL (index into urls) being tried */
+    int tried;                   /* URLs tried in this fetch */
+    int window_warned;           /* StapleRenewWindow is longer than its validity: said */
+    apr_time_t lease_wait_since; /* another server's lease held off its fetch */
 } staple_item_t;
 
 struct staple_reg_t {
     apr_pool_t *pool;
     staple_reg_opts_t opts;
+    const char *proxy_shown;   /* StapleProxy without its password, or NULL */
     apr_hash_t *by_id;         /* id -> staple_item_t, claimed or not */
     apr_hash_t *primed;        /* every id mod_ssl primed */
     staple_issuers_t *issuers; /* of the claimed certificates */
@@ -93,9 +135,73 @@ struct staple_reg_t {
     staple_cache_ops_t shared; /* StapleCache */
     staple_cache_ops_t local;  /* what handshakes read */
     int node_local;            /* local is not shared */
+    /* A StapleCache that answers more slowly than this is left alone for
+     * the rest of the round (shared_off): at startup it must not keep the
+     * first responses from the handshakes, later it must not hold up the
+     * renewals of the other certificates. */
+    apr_interval_time_t shared_budget; /* 0: no limit */
+    int shared_off;
+    int startup_round;                  /* the round has a deadline */
+    apr_time_t next_store_scan;         /* of this process (the refresher) */
+    apr_array_header_t *responders;     /* staple_responder_t * */
+    struct staple_resolve_t *resolving; /* the resolver thread's, or NULL */
+    apr_hash_t *responder_by_url;
+    apr_hash_t *by_certid; /* CertID (staple_reg_relay.c's key) -> staple_item_t */
     staple_stats_t *stats;
     staple_slot_t *slots;
+    staple_rslot_t *rslots;
 };
+
+/* The process copy of a certificate's response to copy, with its times;
+ * 1 when a valid one was there (NULL went to copy otherwise). */
+int staple_reg_copy(staple_reg_t *reg, staple_item_t *it, staple_copy_fn *copy,
+                    void *baton, apr_time_t *this_update, apr_time_t *next_update,
+                    apr_pool_t *p);
+
+/* The responder of a URL, made on first use (staple_reg_responders.c). */
+staple_responder_t *staple_reg_responder(staple_reg_t *reg, const char *url);
+
+/* Ask this responder with POST (StapleRequestMethod, or it refused GET). */
+int staple_reg_use_post(const staple_reg_t *reg, const staple_responder_t *r);
+
+/* 1 when a GET fetch was refused (HTTP 400, 404, 405) by a responder that
+ * is now asked with POST (StapleRequestMethod auto): try again at once. */
+int staple_reg_get_refused(staple_reg_t *reg, const staple_responder_t *r,
+                           const staple_fetch_t *f);
+
+/* What a fetch from a responder came to. */
+void staple_reg_responder_failed(staple_reg_t *reg, const staple_responder_t *r,
+                                 apr_time_t now, const char *why);
+void staple_reg_responder_ok(staple_reg_t *reg, const staple_responder_t *r,
+                             apr_time_t now);
+
+/* The local clock against the responder's, from an HTTP answer (info: of
+ * a verified response, or NULL); a warning when far off. */
+void staple_reg_check_clock(staple_reg_t *reg, const staple_responder_t *r,
+                            const staple_fetch_t *f, const staple_resp_info_t *info,
+                            apr_time_t now);
+
+/* Resolve the hosts of the responders in use, for the status page, in a
+ * thread of their own; a round with a deadline waits for it until then.
+ * What was resolved reaches shared memory at this call or a later one. */
+void staple_reg_resolve_responders(staple_reg_t *reg, apr_time_t deadline);
+
+/* The process goes: what the resolver thread does is not wanted any more. */
+void staple_reg_resolve_end(staple_reg_t *reg);
+
+/* The responders of a snapshot. */
+void staple_reg_snap_responders(staple_reg_t *reg, staple_snapshot_t *snap,
+                                apr_pool_t *p);
+
+/* Index a claimed certificate by its CertIDs, for the relay. */
+void staple_reg_index_certids(staple_reg_t *reg, staple_item_t *it);
+
+/* The responder of a certificate's URL k, and the one it is using. */
+#define STAPLE_URL(it, k) APR_ARRAY_IDX((it)->urls, (k), staple_responder_t *)
+const staple_responder_t *staple_reg_url_in_use(const staple_reg_t *reg,
+                                                const staple_item_t *it);
+apr_uint32_t staple_reg_url_in_use_index(const staple_reg_t *reg,
+                                         const staple_item_t *it);
 
 /* The registry's time and jitter. */
 apr_time_t staple_reg_now(const staple_reg_t *reg);
@@ -111,6 +217,16 @@ void staple_reg_held(const staple_slot_t *sl, staple_resp_info_t *held);
 /* A log line, formatted only when its level is written. */
 void staple_reg_log(const staple_reg_t *reg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A cache's get and put, for every cache access of the registry: StapleCache
+ * is skipped while shared_off, and timed against shared_budget. */
+apr_status_t staple_reg_cache_get(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  unsigned char *buf, unsigned int *len, apr_pool_t *p);
+apr_status_t staple_reg_cache_put(staple_reg_t *reg, const staple_cache_ops_t *c,
+                                  const unsigned char *key, unsigned int key_len,
+                                  apr_time_t expiry, const unsigned char *data,
+                                  unsigned int len, apr_pool_t *p);
 
 /* Put an entry into the shared cache only (StapleCache). */
 apr_status_t staple_reg_share(staple_reg_t *reg, staple_item_t *it,
@@ -139,5 +255,42 @@ apr_status_t staple_reg_cache_load(staple_reg_t *reg, const staple_cache_ops_t *
                                    unsigned char **pder, apr_size_t *pder_len,
                                    apr_time_t *fetched_at, staple_resp_info_t *info,
                                    char *why, apr_size_t whylen, apr_pool_t *p);
+
+/* A verified response with the time it was fetched. */
+typedef struct {
+    unsigned char *der;
+    apr_size_t len;
+    apr_time_t fetched_at;
+    staple_resp_info_t info;
+} staple_resp_t;
+
+/* "producedAt ..., thisUpdate ..." of a response, for log lines. */
+const char *staple_reg_resp_times(apr_pool_t *p, const staple_resp_info_t *info);
+
+/* The certificate's file in StapleStore: keep a response there, or read
+ * and verify it (removing one expired or rejected when remove_bad). */
+void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
+                           apr_size_t len, apr_pool_t *p);
+int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          staple_resp_t *r, int remove_bad, apr_pool_t *p);
+
+/* Before fetching, what StapleCache (and at the first look, StapleStore)
+ * holds: 1 when the certificate needs no fetch now (staple_reg_cache.c). */
+int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_pool_t *p);
+
+/* Put a response into StapleCache unless it holds the same or a newer one. */
+void staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
+                                   const staple_resp_t *r, apr_time_t now, apr_pool_t *p);
+
+/* The cluster's fetch lease (taken when take): 0 when another server
+ * holds it. */
+int staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
+                          apr_pool_t *p);
+
+/* Whether StapleCache answers within budget, asked from a thread. */
+int staple_reg_probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_t *p);
+
+/* How long a round lets StapleCache take to answer. */
+#define STAPLE_SHARED_BUDGET_MAX apr_time_from_sec(1)
 
 #endif /* STAPLE_REG_INT_H */

@@ -2,11 +2,13 @@
  * The registry's fetch rounds: what is due, the store on disk, the shared
  * cache and its lease, fetching, and what a result changes.
  */
+#include <errno.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include <apr_atomic.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "staple_store.h"
 #include "staple_reg_int.h"
@@ -18,14 +20,14 @@
 #define STAPLE_IDLE_MAX apr_time_from_sec(3600)
 
 /* How long a server waits for the lease holder's response before its own
- * next look, and how long a lease outlives the holder's fetch. */
-#define STAPLE_LEASE_WAIT  apr_time_from_sec(2)
-#define STAPLE_LEASE_GRACE apr_time_from_sec(5)
+ * next look. */
+#define STAPLE_LEASE_WAIT apr_time_from_sec(2)
 
 typedef struct {
     staple_reg_t *reg;
     apr_pool_t *pool;
     apr_array_header_t *waiting; /* items whose lease another server holds */
+    apr_array_header_t *retry;   /* staple_fetch_t *: the next URL, or POST */
     apr_time_t add_until;        /* no new fetch joins the round after this */
     int keep_adding;
     int deferred;        /* fetches the deadline came before */
@@ -46,8 +48,9 @@ static void count_outcome(staple_reg_t *reg, int outcome, apr_interval_time_t du
     reg->stats->duration_sum_us += (apr_uint64_t)duration;
 }
 
-static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
-                           const char *what, apr_pool_t *p)
+static void record_failure(staple_reg_t *reg, staple_item_t *it,
+                           const staple_responder_t *r, apr_time_t now, const char *what,
+                           apr_pool_t *p)
 {
     staple_slot_t *sl = &reg->slots[it->index];
     const char *left;
@@ -64,7 +67,7 @@ static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                : "no valid response to staple";
     staple_reg_log(reg, STAPLE_LOG_WARNING,
                    "OCSP for %s (serial %s) from %s: %s; %s; retry in %s (failure %d)",
-                   it->cert->subject, it->cert->serial, it->url, what, left,
+                   it->cert->subject, it->cert->serial, r->url_shown, what, left,
                    staple_fmt_duration(p, sl->due - now), (int)sl->failures);
     if (sl->valid_until > now &&
         (sl->valid_until - now) * 10 < sl->valid_until - sl->this_update) {
@@ -83,37 +86,37 @@ static void record_failure(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 /* ------------------------------------------------------------------ */
 /* The store on disk                                                   */
 
-static void store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
-                       apr_size_t len, apr_pool_t *p)
+void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned char *der,
+                           apr_size_t len, apr_pool_t *p)
 {
     char err[512];
 
-    if (reg->opts.store && staple_store_save(reg->opts.store, it->cert->id_hex, der, len,
-                                             p, err, sizeof(err)) != APR_SUCCESS) {
+    if (reg->opts.store == NULL) {
+        return;
+    }
+    if (staple_store_save(reg->opts.store, it->cert->id_hex, der, len, p, err,
+                          sizeof(err)) != APR_SUCCESS) {
         staple_reg_log(reg, STAPLE_LOG_WARNING,
                        "StapleStore: cannot keep the response for %s: %s; stapling "
                        "goes on from memory",
                        it->cert->subject, err);
+        return;
     }
+    /* this server's own file: the store scan passes it over */
+    staple_store_mtime(reg->opts.store, it->cert->id_hex,
+                       &reg->slots[it->index].store_mtime, p);
 }
-
-/* A verified response with the time it was fetched. */
-typedef struct {
-    unsigned char *der;
-    apr_size_t len;
-    apr_time_t fetched_at;
-    staple_resp_info_t info;
-} resp_t;
 
 /* Read and verify the certificate's file in StapleStore. Expired and
  * rejected files are removed. */
-static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp_t *r,
-                      apr_pool_t *p)
+int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          staple_resp_t *r, int remove_bad, apr_pool_t *p)
 {
     const char *path, *dir = reg->opts.store;
     staple_check_e rc;
     apr_status_t rv;
     char why[256];
+    int remove;
 
     if (dir == NULL) {
         return 0;
@@ -127,19 +130,23 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
         staple_reg_log(reg, STAPLE_LOG_WARNING,
                        "StapleStore: cannot read %s for %s, ignoring it", path,
                        it->cert->subject);
-        if (rv == APR_ENOSPC) {
+        if (rv == APR_ENOSPC && remove_bad) {
             staple_store_remove(dir, it->cert->id_hex, p);
         }
         return 0;
     }
     rc = staple_ocsp_check(it->cert, r->der, r->len, now, &reg->opts.check, &r->info, why,
                            sizeof(why));
+    /* one not yet valid may be by a clock that is behind: it stays */
+    remove = remove_bad && rc != STAPLE_CHECK_NOT_YET_VALID;
     if (rc != STAPLE_CHECK_OK) {
-        staple_reg_log(reg,
-                       rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
-                       "StapleStore: %s for %s rejected (%s): %s; removed", path,
-                       it->cert->subject, staple_check_name(rc), why);
-        staple_store_remove(dir, it->cert->id_hex, p);
+        staple_reg_log(
+            reg, rc == STAPLE_CHECK_EXPIRED ? STAPLE_LOG_INFO : STAPLE_LOG_WARNING,
+            "StapleStore: %s for %s rejected (%s): %s%s", path, it->cert->subject,
+            staple_check_name(rc), why, remove ? "; removed" : "");
+        if (remove) {
+            staple_store_remove(dir, it->cert->id_hex, p);
+        }
         return 0;
     }
     /* the file's time is not signed: keep it plausible */
@@ -155,178 +162,103 @@ static int store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now, resp
     return 1;
 }
 
-/* "producedAt ..., thisUpdate ..." of a response, for log lines. */
-static const char *resp_times(apr_pool_t *p, const staple_resp_info_t *info)
-{
-    return apr_psprintf(p, "producedAt %s, thisUpdate %s",
-                        staple_fmt_time(p, info->produced_at),
-                        staple_fmt_time(p, info->this_update));
-}
-
-/* ------------------------------------------------------------------ */
-/* The shared cache                                                    */
-
-/*
- * Before fetching, look at the shared cache: another process, a previous
- * run or another server of a cluster may hold a newer response, by its
- * signed times, than the one this server staples. At startup the copy in
- * StapleStore comes first; it goes into StapleCache only when StapleCache
- * holds nothing newer. Returns 1 when the certificate needs no fetch now.
- */
-static int adopt_cached(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
-                        apr_pool_t *p)
-{
-    staple_slot_t *sl = &reg->slots[it->index];
-    staple_resp_info_t held;
-    staple_fresh_e fresh = STAPLE_FRESH_SAME;
-    resp_t st, sh;
-    apr_time_t due;
-    char why[256];
-    apr_status_t rv;
-    int stored = 0, adopted = 0, share;
-
-    /* nothing held yet on this server: the store on disk comes first, it
-     * does not depend on a cache on the network answering */
-    if (sl->this_update == 0 && store_read(reg, it, now, &st, p)) {
-        stored = 1;
-        if (reg->node_local) {
-            staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, 0, p);
-        }
-    }
-    rv = staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
-                               &sh.fetched_at, &sh.info, why, sizeof(why), p);
-    if (rv == APR_SUCCESS) {
-        if (stored) {
-            held = st.info;
-        } else {
-            staple_reg_held(sl, &held);
-        }
-        fresh = staple_resp_compare(&held, &sh.info);
-        if (fresh == STAPLE_FRESH_NEWER) {
-            /* another server of the cluster fetched it: it also ends this
-             * server's failures, whatever its own route to the responder */
-            staple_reg_publish(reg, it, sh.der, sh.len, sh.fetched_at, &sh.info, 0, p);
-            adopted = 1;
-            sl->failures = 0;
-            /* this server's own copy on disk, for restarts while the
-             * shared cache is away */
-            store_save(reg, it, sh.der, sh.len, p);
-            staple_reg_log(reg, STAPLE_LOG_DEBUG,
-                           "OCSP for %s: adopted the response fetched %s ago from %s",
-                           it->cert->subject, staple_fmt_duration(p, now - sh.fetched_at),
-                           reg->shared.name);
-        } else if (fresh != STAPLE_FRESH_SAME) {
-            staple_reg_log(reg, STAPLE_LOG_INFO,
-                           "OCSP for %s: %s holds an %s response (%s) than this "
-                           "server's (%s): kept this server's",
-                           it->cert->subject, reg->shared.name,
-                           fresh == STAPLE_FRESH_OLDER ? "older" : "unrevoked, so older",
-                           resp_times(p, &sh.info), resp_times(p, &held));
-        }
-        free(sh.der);
-    } else if (rv == APR_EINVAL) {
-        /* corrupt, or not for this certificate: fetch now, which also
-         * replaces it for every server sharing the cache */
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "OCSP response for %s in %s rejected, fetching a new one: %s",
-                       it->cert->subject, reg->shared.name, why);
-    }
-    /* unless StapleCache had a newer one, the copy on disk is what this
-     * server staples, and StapleCache gets it unless it holds the same */
-    share = stored && !adopted && !(rv == APR_SUCCESS && fresh == STAPLE_FRESH_SAME);
-    if (stored && !adopted && !reg->node_local) {
-        staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, share, p);
-    } else if (share) {
-        staple_reg_share(reg, it, st.der, st.len, st.fetched_at, &st.info, p);
-    }
-    if (rv == APR_EINVAL || sl->valid_until <= now) {
-        return 0;
-    }
-    due = staple_refresh_due(&reg->opts.timing, sl->fetched_at, sl->this_update,
-                             sl->valid_until, staple_reg_jitter(reg));
-    if (due <= now) {
-        return 0;
-    }
-    sl->due = due;
-    return 1;
-}
-
-/*
- * In a cluster, one server fetches for all: before fetching, take a short
- * lease in StapleCache (when take). Returns 0 when another server holds it.
- */
-static int take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
-                      apr_pool_t *p)
-{
-    const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
-    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
-    unsigned char holder[256];
-    unsigned int len = sizeof(holder) - 1;
-
-    if (!reg->node_local) {
-        return 1; /* a cache of this server alone: nobody to share with */
-    }
-    if (reg->shared.get(reg->shared.baton, (const unsigned char *)key,
-                        (unsigned int)strlen(key), holder, &len, p) == APR_SUCCESS) {
-        holder[len] = '\0';
-        if (strcmp((const char *)holder, me)) {
-            return 0;
-        }
-    }
-    if (!take) {
-        return 1;
-    }
-    reg->shared.put(reg->shared.baton, (const unsigned char *)key,
-                    (unsigned int)strlen(key),
-                    now + reg->opts.fetch.timeout + STAPLE_LEASE_GRACE,
-                    (const unsigned char *)me, (unsigned int)strlen(me), p);
-    return 1;
-}
-
 /* ------------------------------------------------------------------ */
 /* Fetching                                                            */
+
+/* A fetch of certificate it from its URL k. */
+static staple_fetch_t *make_fetch(round_t *rd, staple_item_t *it, int k, int post)
+{
+    staple_fetch_t *f = apr_pcalloc(rd->pool, sizeof(*f));
+    const staple_responder_t *r = STAPLE_URL(it, k);
+
+    f->url = r->url;
+    f->post = post || staple_reg_use_post(rd->reg, r);
+    f->req = it->cert->req_der;
+    f->req_len = it->cert->req_len;
+    f->baton = it;
+    it->try_k = k;
+    it->in_flight = 1;
+    return f;
+}
+
+/*
+ * A fetch from one URL failed: the certificate's next URL, if it has one
+ * not tried in this fetch, is asked at once; otherwise the failure counts.
+ */
+static void fetch_failed(round_t *rd, staple_item_t *it, const staple_responder_t *r,
+                         apr_time_t now, const char *what)
+{
+    staple_reg_t *reg = rd->reg;
+    int n = it->urls->nelts;
+
+    staple_reg_responder_failed(reg, r, now, what);
+    if (it->tried < n) {
+        int k = (it->try_k + 1) % n;
+        it->tried++;
+        staple_reg_log(reg, STAPLE_LOG_INFO, "OCSP for %s from %s: %s; trying %s",
+                       it->cert->subject, r->url_shown, what,
+                       STAPLE_URL(it, k)->url_shown);
+        APR_ARRAY_PUSH(rd->retry, staple_fetch_t *) = make_fetch(rd, it, k, 0);
+        return;
+    }
+    it->in_flight = 0;
+    record_failure(reg, it, r, now,
+                   n > 1 ? apr_psprintf(rd->pool, "%s (and %d other responder(s) failed)",
+                                        what, n - 1)
+                         : what,
+                   rd->pool);
+}
 
 static void on_fetched(staple_fetch_t *f, void *ctx)
 {
     round_t *rd = ctx;
     staple_reg_t *reg = rd->reg;
     staple_item_t *it = f->baton;
+    const staple_responder_t *r = STAPLE_URL(it, it->try_k);
     apr_pool_t *p = rd->pool;
     apr_time_t now = staple_reg_now(reg);
     staple_slot_t *sl = &reg->slots[it->index];
-    const char *proxy = reg->opts.fetch.proxy;
+    const char *proxy = reg->proxy_shown;
     staple_resp_info_t info, held;
     staple_fresh_e fresh;
     staple_check_e rc;
     char why[256];
 
-    it->in_flight = 0;
     if (!f->started || (f->status == APR_TIMEUP && rd->deadline &&
                         now + apr_time_from_msec(50) >= rd->deadline)) {
         /* never asked, or cut short by the round's deadline (startup):
          * left to the refresher, not a responder failure */
+        it->in_flight = 0;
         rd->deferred++;
         return;
     }
     sl->last_attempt = now - f->duration;
     sl->last_duration = f->duration;
+    if (staple_reg_get_refused(reg, r, f)) {
+        /* the same responder again, with POST, at once */
+        APR_ARRAY_PUSH(rd->retry, staple_fetch_t *) = make_fetch(rd, it, it->try_k, 1);
+        return;
+    }
     if (f->status != APR_SUCCESS) {
+        if (f->http_status) {
+            staple_reg_check_clock(reg, r, f, NULL, now);
+        }
         count_outcome(reg, STAPLE_OUTCOME_FETCH_ERROR, f->duration);
-        record_failure(
-            reg, it, now,
+        fetch_failed(
+            rd, it, r, now,
             apr_psprintf(p, "fetch failed after %.1f ms (%s%s%s): %s",
                          (double)f->duration / 1000.0, f->method ? f->method : "-",
-                         proxy ? " via StapleProxy " : "", proxy ? proxy : "", f->error),
-            p);
+                         proxy ? " via StapleProxy " : "", proxy ? proxy : "", f->error));
         return;
     }
     rc = staple_ocsp_check(it->cert, f->body, f->body_len, now, &reg->opts.check, &info,
                            why, sizeof(why));
+    staple_reg_check_clock(reg, r, f, rc == STAPLE_CHECK_OK ? &info : NULL, now);
     if (rc != STAPLE_CHECK_OK) {
         count_outcome(reg, (int)rc, f->duration);
-        record_failure(
-            reg, it, now,
-            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why), p);
+        fetch_failed(
+            rd, it, r, now,
+            apr_psprintf(p, "response rejected (%s): %s", staple_check_name(rc), why));
         return;
     }
     /* a valid response, but perhaps an older one replayed: freshness only
@@ -337,30 +269,55 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
         int outcome =
             fresh == STAPLE_FRESH_OLDER ? STAPLE_OUTCOME_OLDER : STAPLE_OUTCOME_UNREVOKED;
         count_outcome(reg, outcome, f->duration);
-        record_failure(
-            reg, it, now,
-            apr_psprintf(p,
-                         "response refused (%s): %s, %s, is older than the "
-                         "response held (%s, %s)",
-                         staple_outcome_name(outcome),
-                         staple_cert_status_name(info.cert_status), resp_times(p, &info),
-                         staple_cert_status_name(held.cert_status), resp_times(p, &held)),
-            p);
+        fetch_failed(rd, it, r, now,
+                     apr_psprintf(p,
+                                  fresh == STAPLE_FRESH_OLDER
+                                      ? "response refused (%s): %s, %s, is older than "
+                                        "the response held (%s, %s)"
+                                      : "response refused (%s): %s, %s, after the "
+                                        "response held (%s, %s): a revocation is never "
+                                        "undone",
+                                  staple_outcome_name(outcome),
+                                  staple_cert_status_name(info.cert_status),
+                                  staple_reg_resp_times(p, &info),
+                                  staple_cert_status_name(held.cert_status),
+                                  staple_reg_resp_times(p, &held)));
         return;
     }
+    it->in_flight = 0;
     count_outcome(reg, STAPLE_CHECK_OK, f->duration);
-    staple_reg_publish(reg, it, f->body, f->body_len, now, &info, 1, p);
-    store_save(reg, it, f->body, f->body_len, p);
+    staple_reg_responder_ok(reg, r, now);
+    sl->url_pref = (apr_uint32_t)it->try_k; /* asked first next time */
+    /* In a cluster another server may have put a newer response into
+     * StapleCache while this one fetched: it stays there. */
+    staple_reg_publish(reg, it, f->body, f->body_len, now, &info, !reg->node_local, p);
+    if (reg->node_local) {
+        staple_resp_t got = {f->body, f->body_len, now, info};
+        staple_reg_share_unless_newer(reg, it, &got, now, p);
+    }
+    staple_reg_store_save(reg, it, f->body, f->body_len, p);
     sl->failures = 0;
     sl->events_pending |=
         1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
                                                              : STAPLE_EVENT_RENEWED);
     sl->due = staple_refresh_due(&reg->opts.timing, now, info.this_update,
                                  sl->valid_until, staple_reg_jitter(reg));
+    if (reg->opts.timing.renew_pct < 0 &&
+        reg->opts.timing.renew_window >= sl->valid_until - info.this_update &&
+        !it->window_warned) {
+        it->window_warned = 1;
+        staple_reg_log(reg, STAPLE_LOG_WARNING,
+                       "OCSP for %s: its responses are valid for %s, no longer than "
+                       "StapleRenewWindow (%s): each is renewed at every chance; set "
+                       "StapleRenewWindow to less, or to a percentage such as 50%%",
+                       it->cert->subject,
+                       staple_fmt_duration(p, sl->valid_until - info.this_update),
+                       staple_fmt_duration(p, reg->opts.timing.renew_window));
+    }
     staple_reg_log(reg, STAPLE_LOG_INFO,
                    "OCSP for %s (serial %s) from %s: %s in %.1f ms (%s), "
                    "valid for %s, next refresh in %s",
-                   it->cert->subject, it->cert->serial, it->url,
+                   it->cert->subject, it->cert->serial, r->url_shown,
                    staple_cert_status_name(info.cert_status),
                    (double)f->duration / 1000.0, f->method,
                    staple_fmt_duration(p, sl->valid_until - now),
@@ -373,6 +330,12 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     }
 }
 
+/* Whether the process is going: no more certificates are taken up. */
+static int stopping(const staple_reg_t *reg)
+{
+    return reg->opts.stopping && reg->opts.stopping();
+}
+
 /* Queue every certificate that is due and not being fetched already. */
 static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now)
 {
@@ -380,31 +343,33 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
     apr_pool_t *p = rd->pool;
     int i;
 
-    for (i = 0; i < reg->items->nelts; i++) {
+    for (i = 0; i < reg->items->nelts && !stopping(reg); i++) {
         staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
         staple_slot_t *sl = &reg->slots[it->index];
-        staple_fetch_t *f;
+        int asked;
 
-        /* the shared cache first, also while this server's own fetches fail:
-         * the cluster's fresh responses are as good as its own */
-        if (it->in_flight || sl->due > now || adopt_cached(reg, it, now, p)) {
+        if (it->in_flight || (sl->due > now && !apr_atomic_read32(&sl->refresh_asked))) {
+            continue;
+        }
+        /* an operator's refresh fetches whatever the shared cache holds;
+         * otherwise the shared cache first, also while this server's own
+         * fetches fail: the cluster's fresh responses are as good */
+        asked = apr_atomic_xchg32(&sl->refresh_asked, 0);
+        if (!asked && staple_reg_adopt(reg, it, now, p)) {
             continue;
         }
         /* a failing server does not take the lease, which would keep the
          * healthy ones from fetching, but waits for a holder's response */
-        if (!take_lease(reg, it, now, sl->failures == 0, p)) {
+        if (!staple_reg_take_lease(reg, it, now, sl->failures == 0, p)) {
             /* another server is fetching it: adopt its result */
             sl->due = now + STAPLE_LEASE_WAIT;
             APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
             continue;
         }
-        f = apr_pcalloc(p, sizeof(*f));
-        f->url = it->url;
-        f->req = it->cert->req_der;
-        f->req_len = it->cert->req_len;
-        f->baton = it;
-        it->in_flight = 1;
-        APR_ARRAY_PUSH(fetches, staple_fetch_t *) = f;
+        /* the URL that answered last first */
+        it->tried = 1;
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
+            make_fetch(rd, it, (int)staple_reg_url_in_use_index(reg, it), 0);
     }
 }
 
@@ -414,12 +379,43 @@ static void more_due(apr_array_header_t *fetches, void *ctx)
 {
     round_t *rd = ctx;
     apr_time_t now = staple_reg_now(rd->reg);
+    int i;
 
-    if (rd->reg->opts.stopping && rd->reg->opts.stopping()) {
+    /* the next URL of a certificate whose fetch failed, at once */
+    for (i = 0; i < rd->retry->nelts; i++) {
+        APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
+            APR_ARRAY_IDX(rd->retry, i, staple_fetch_t *);
+    }
+    rd->retry->nelts = 0;
+    if (stopping(rd->reg)) {
         return; /* let the running transfers end and the process go */
     }
-    if (now < rd->add_until) {
+    if (rd->keep_adding && now < rd->add_until) {
         collect_due(rd, fetches, now);
+    }
+}
+
+/* After a run: a fetch libcurl could not run (or a next URL it never got
+ * to) is a failure, and its certificate is not left in flight. */
+static void settle(round_t *rd, apr_status_t rv)
+{
+    staple_reg_t *reg = rd->reg;
+    apr_time_t now = staple_reg_now(reg);
+    char err[120];
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+
+        if (it->in_flight) {
+            it->in_flight = 0;
+            record_failure(reg, it, STAPLE_URL(it, it->try_k), now,
+                           rv != APR_SUCCESS
+                               ? apr_pstrcat(rd->pool, "libcurl could not run it: ",
+                                             apr_strerror(rv, err, sizeof(err)), NULL)
+                               : "libcurl did not run it",
+                           rd->pool);
+        }
     }
 }
 
@@ -429,12 +425,12 @@ static void wait_for_leases(round_t *rd)
     apr_array_header_t *waiting = rd->waiting;
     int i;
 
-    while (waiting->nelts > 0 &&
+    while (waiting->nelts > 0 && !stopping(rd->reg) &&
            staple_reg_now(rd->reg) + apr_time_from_msec(200) < rd->deadline) {
         apr_sleep(apr_time_from_msec(200));
         for (i = 0; i < waiting->nelts; i++) {
             staple_item_t *it = APR_ARRAY_IDX(waiting, i, staple_item_t *);
-            if (adopt_cached(rd->reg, it, staple_reg_now(rd->reg), rd->pool)) {
+            if (staple_reg_adopt(rd->reg, it, staple_reg_now(rd->reg), rd->pool)) {
                 APR_ARRAY_IDX(waiting, i, staple_item_t *) =
                     APR_ARRAY_IDX(waiting, waiting->nelts - 1, staple_item_t *);
                 waiting->nelts--;
@@ -444,9 +440,99 @@ static void wait_for_leases(round_t *rd)
     }
 }
 
+/* A response put into StapleStore by another process is seen within this
+ * (offline delivery). */
+#define STAPLE_STORE_SCAN apr_time_from_sec(50)
+
+/* Write the response held back into StapleStore, over an older file: a
+ * restart must not begin with the older one. */
+static void store_restore(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                          apr_pool_t *p)
+{
+    staple_resp_info_t info;
+    staple_resp_t held;
+    char why[256];
+
+    if (staple_reg_cache_load(reg, &reg->local, it, now, &held.der, &held.len,
+                              &held.fetched_at, &held.info, why, sizeof(why),
+                              p) != APR_SUCCESS) {
+        return; /* nothing to put back: the next fetch writes the file */
+    }
+    staple_reg_held(&reg->slots[it->index], &info);
+    if (staple_resp_compare(&info, &held.info) == STAPLE_FRESH_SAME) {
+        staple_reg_store_save(reg, it, held.der, held.len, p);
+    }
+    free(held.der);
+}
+
+/*
+ * Responses dropped into StapleStore by another process (copied from a
+ * host that reaches the CA): a file whose time changed since this server
+ * wrote or saw it is read, verified, and stapled when newer than the one
+ * held. Files that do not pass are reported, and left alone.
+ */
+static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < reg->items->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);
+        staple_slot_t *sl = &reg->slots[i];
+        staple_resp_info_t held;
+        apr_time_t mtime;
+        staple_resp_t st;
+
+        if (it->in_flight ||
+            staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) !=
+                APR_SUCCESS ||
+            mtime == sl->store_mtime) {
+            continue;
+        }
+        sl->store_mtime = mtime;
+        if (sl->this_update == 0) {
+            /* nothing held: the look at the store and the shared cache of
+             * a start decides, at once rather than at the next retry */
+            staple_reg_adopt(reg, it, now, p);
+            continue;
+        }
+        if (!staple_reg_store_read(reg, it, now, &st, 0, p)) {
+            continue;
+        }
+        staple_reg_held(sl, &held);
+        if (staple_resp_compare(&held, &st.info) != STAPLE_FRESH_NEWER) {
+            staple_reg_log(reg, STAPLE_LOG_INFO,
+                           "OCSP for %s: the response put into StapleStore (%s) is not "
+                           "newer than the one held (%s): kept the one held, and put "
+                           "it back into StapleStore",
+                           it->cert->subject, staple_reg_resp_times(p, &st.info),
+                           staple_reg_resp_times(p, &held));
+            store_restore(reg, it, now, p);
+            continue;
+        }
+        staple_reg_publish(reg, it, st.der, st.len, now, &st.info, !reg->node_local, p);
+        if (reg->node_local) {
+            staple_reg_share_unless_newer(reg, it, &st, now, p);
+        }
+        sl->failures = 0;
+        sl->due = staple_refresh_due(&reg->opts.timing, now, st.info.this_update,
+                                     sl->valid_until, staple_reg_jitter(reg));
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "OCSP for %s (serial %s): a newer %s response was put into "
+                       "StapleStore (%s): stapled, valid for %s",
+                       it->cert->subject, it->cert->serial,
+                       staple_cert_status_name(st.info.cert_status),
+                       staple_reg_resp_times(p, &st.info),
+                       staple_fmt_duration(p, sl->valid_until - now));
+    }
+}
+
 static apr_time_t next_due(const staple_reg_t *reg)
 {
     apr_time_t next = staple_reg_now(reg) + STAPLE_IDLE_MAX;
+
+    if (reg->opts.store && reg->next_store_scan < next) {
+        next = reg->next_store_scan;
+    }
     int i;
 
     for (i = 0; i < reg->items->nelts; i++) {
@@ -466,25 +552,43 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     staple_fetch_run_fn *run =
         reg->opts.fetch_run ? reg->opts.fetch_run : staple_fetch_run;
     round_t rd = {0};
+    apr_status_t rv;
 
     rd.reg = reg;
     rd.pool = p;
+    rd.keep_adding = keep_adding;
     rd.waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
+    rd.retry = apr_array_make(p, 4, sizeof(staple_fetch_t *));
     rd.add_until = now + STAPLE_ROUND_MAX;
     rd.deadline = deadline;
+    reg->shared_off = 0;
+    reg->shared_budget = reg->node_local ? STAPLE_SHARED_BUDGET_MAX : 0;
+    reg->startup_round = deadline != 0;
+    if (deadline && reg->node_local) {
+        if (reg->shared_budget > (deadline - now) / 4) {
+            reg->shared_budget = (deadline - now) / 4;
+        }
+        reg->shared_off = !staple_reg_probe_shared(reg, reg->shared_budget, p);
+    }
+    if (reg->opts.store && !deadline && now >= reg->next_store_scan) {
+        reg->next_store_scan = now + STAPLE_STORE_SCAN;
+        scan_store(reg, now, p);
+    }
     collect_due(&rd, fetches, now);
     if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
+        staple_reg_resolve_responders(reg, 0);
         return next_due(reg);
     }
     staple_reg_log(reg, STAPLE_LOG_DEBUG, "fetching %d OCSP response(s)", fetches->nelts);
-    run(fetches, &reg->opts.fetch, deadline, on_fetched, keep_adding ? more_due : NULL,
-        &rd, p);
+    rv = run(fetches, &reg->opts.fetch, deadline, on_fetched, more_due, &rd, p);
+    settle(&rd, rv);
     if (rd.deferred > 0) {
         staple_reg_log(reg, STAPLE_LOG_INFO,
                        "%d OCSP fetch(es) did not finish before StapleStartupTimeout: "
                        "the background refresher does them",
                        rd.deferred);
     }
+    staple_reg_resolve_responders(reg, deadline);
     wait_for_leases(&rd);
     return next_due(reg);
 }

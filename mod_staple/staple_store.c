@@ -1,5 +1,7 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -107,10 +109,249 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
     return APR_SUCCESS;
 }
 
+apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
+                                apr_pool_t *p)
+{
+    struct stat st;
+
+    if (lstat(staple_store_path(dir, name, p), &st) != 0) {
+        return errno == ENOENT ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return APR_EINVAL;
+    }
+    *mtime = apr_time_from_sec(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1000;
+    return APR_SUCCESS;
+}
+
 apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *p)
 {
     if (unlink(staple_store_path(dir, name, p)) != 0 && errno != ENOENT) {
         return APR_FROM_OS_ERROR(errno);
     }
     return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* The store directory                                                 */
+
+#define DIR_OPEN (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+
+static const char *user_name(uid_t uid, char *buf, apr_size_t len)
+{
+    struct passwd *pw = getpwuid(uid);
+
+    if (pw && pw->pw_name) {
+        apr_cpystrn(buf, pw->pw_name, len);
+    } else {
+        apr_snprintf(buf, len, "uid %ld", (long)uid);
+    }
+    return buf;
+}
+
+/* 1 when the opened directory holds nothing but . and .. */
+static int dir_empty(int fd)
+{
+    int dfd = dup(fd), empty = 1;
+    DIR *d;
+    struct dirent *e;
+
+    if (dfd < 0 || (d = fdopendir(dfd)) == NULL) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        return 0;
+    }
+    while (empty && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            empty = 0;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+/*
+ * Open the parent component name under fd: a directory, created 0755 when
+ * missing (unless checking), or a symbolic link that root owns. Returns the
+ * new descriptor, -1 with errno set, or -2 when it is missing and only
+ * checked.
+ */
+static int open_parent(int fd, const char *name, int check_only, int *created)
+{
+    struct stat st;
+    int nfd = openat(fd, name, DIR_OPEN);
+
+    if (nfd >= 0 || (errno != ENOENT && errno != ELOOP && errno != ENOTDIR)) {
+        return nfd;
+    }
+    if (errno == ENOENT) {
+        if (check_only) {
+            return -2;
+        }
+        if (mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
+            return -1;
+        }
+        if ((nfd = openat(fd, name, DIR_OPEN)) >= 0) {
+            *created = 1;
+            /* whatever the umask */
+            if (fchmod(nfd, 0755) != 0) {
+                close(nfd);
+                return -1;
+            }
+        }
+        return nfd;
+    }
+    /* a symbolic link: only root's can be trusted not to be swapped */
+    if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return -1;
+    }
+    if (!S_ISLNK(st.st_mode) || st.st_uid != 0) {
+        errno = S_ISLNK(st.st_mode) ? EPERM : ENOTDIR;
+        return -1;
+    }
+    return openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int check_only,
+                                  char *err, apr_size_t errlen)
+{
+    char *path, *name, *next, *save = NULL, who[64];
+    const char *missing = NULL, *reached = "/";
+    int fd, nfd, created = 0, as_root = geteuid() == 0, e;
+    struct stat st;
+    apr_status_t rv = APR_SUCCESS;
+
+    err[0] = '\0';
+    if (dir[0] != '/' || (path = strdup(dir)) == NULL) {
+        apr_snprintf(err, errlen, "StapleStore %s: an absolute path is needed", dir);
+        return APR_EINVAL;
+    }
+    if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto out;
+    }
+    /* the parents, one component at a time */
+    name = strtok_r(path, "/", &save);
+    while (name && (next = strtok_r(NULL, "/", &save)) != NULL) {
+        nfd = open_parent(fd, name, check_only, &created);
+        if (nfd == -2) {
+            missing = dir;
+            break;
+        }
+        if (nfd < 0) {
+            e = errno;
+            apr_snprintf(err, errlen,
+                         "StapleStore %s: cannot use %s under %s: %s; make the parent "
+                         "directories exist as directories (symbolic links only of "
+                         "root), or set StapleStore to another directory",
+                         dir, name, reached,
+                         e == EPERM ? "a symbolic link not owned by "
+                                      "root"
+                                    : strerror(e));
+            rv = APR_FROM_OS_ERROR(e);
+            goto out;
+        }
+        close(fd);
+        fd = nfd;
+        reached = dir;
+        name = next;
+    }
+    if (missing) {
+        apr_snprintf(
+            err, errlen,
+            "StapleStore %s does not exist yet: startup creates it (0700, User %s) "
+            "and its missing parent directories (0755)",
+            dir, user_name(uid, who, sizeof(who)));
+        goto out;
+    }
+    if (name == NULL) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s: not a directory to use; set StapleStore "
+                     "to a directory of its own",
+                     dir);
+        rv = APR_EINVAL;
+        goto out;
+    }
+    /* the store itself */
+    created = 0;
+    if (!check_only && mkdirat(fd, name, 0700) == 0) {
+        created = 1;
+    }
+    nfd = openat(fd, name, DIR_OPEN);
+    if (nfd < 0) {
+        e = errno;
+        if ((e == ELOOP || e == ENOTDIR) &&
+            fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+            e = ELOOP; /* O_DIRECTORY says ENOTDIR for a link */
+        }
+        if (e == ENOENT && check_only) {
+            apr_snprintf(err, errlen,
+                         "StapleStore %s does not exist yet: startup creates it (0700, "
+                         "User %s)",
+                         dir, user_name(uid, who, sizeof(who)));
+            goto out;
+        }
+        apr_snprintf(err, errlen,
+                     "StapleStore %s %s; set StapleStore to a directory of its "
+                     "own",
+                     dir,
+                     e == ELOOP     ? "is a symbolic link: refused, not followed"
+                     : e == ENOTDIR ? "is not a directory"
+                                    : strerror(e));
+        rv = APR_FROM_OS_ERROR(e);
+        goto out;
+    }
+    close(fd);
+    fd = nfd;
+    if (fstat(fd, &st) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        goto out;
+    }
+    if (st.st_uid != uid && (!as_root || st.st_uid != 0)) {
+        apr_snprintf(
+            err, errlen,
+            "StapleStore %s belongs to %s, not to User %s: it is not taken over; "
+            "chown it to %s, remove it, or set StapleStore to another directory",
+            dir, user_name(st.st_uid, who, sizeof(who)), user_name(uid, who + 32, 32),
+            who + 32);
+        rv = APR_EACCES;
+        goto out;
+    }
+    if (st.st_uid == 0 && uid != 0 && !created && !dir_empty(fd)) {
+        apr_snprintf(err, errlen,
+                     "StapleStore %s belongs to root and is not empty: it is not taken "
+                     "over; chown it to User %s, or empty it",
+                     dir, user_name(uid, who, sizeof(who)));
+        rv = APR_EACCES;
+        goto out;
+    }
+    if (check_only) {
+        if (st.st_uid != uid || (st.st_mode & 07777) != 0700) {
+            apr_snprintf(err, errlen, "StapleStore %s: startup makes it 0700, User %s",
+                         dir, user_name(uid, who, sizeof(who)));
+        }
+        goto out;
+    }
+    if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    } else if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_snprintf(err, errlen, "StapleStore %s: cannot make it private to User %s: %s",
+                     dir, user_name(uid, who, sizeof(who)),
+                     strerror(APR_TO_OS_ERROR(rv)));
+    }
+
+out:
+    if (rv != APR_SUCCESS && err[0] == '\0') {
+        apr_snprintf(err, errlen, "StapleStore %s: %s", dir,
+                     strerror(APR_TO_OS_ERROR(rv)));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(path);
+    return rv;
 }

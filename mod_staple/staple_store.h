@@ -7,6 +7,8 @@
 #ifndef STAPLE_STORE_H
 #define STAPLE_STORE_H
 
+#include <sys/types.h>
+
 #include <apr_pools.h>
 #include <apr_time.h>
 
@@ -29,8 +31,36 @@ apr_status_t staple_store_save(const char *dir, const char *name,
 apr_status_t staple_store_load(const char *dir, const char *name, unsigned char **der,
                                apr_size_t *len, apr_time_t *mtime, apr_pool_t *p);
 
+/**
+ * When dir/name.der was last written (to the microsecond), without reading
+ * it: to see that another process put a response there.
+ * @return APR_SUCCESS, APR_ENOENT, or APR_EINVAL for a file that is not a
+ *         regular one (a link, a directory)
+ */
+apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
+                                apr_pool_t *p);
+
 /** Remove dir/name.der; no error when it does not exist. */
 apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *p);
+
+/**
+ * Make dir the store of the user uid:gid, as root would: missing parent
+ * directories are created mode 0755, the store itself 0700 owned by
+ * uid:gid. Every step is taken on an opened directory (openat with
+ * O_NOFOLLOW, fchown, fchmod), never on a path that can be swapped between
+ * a check and its use; symbolic links in the parents are followed only
+ * when root owns them (Debian's /var/run). The store is refused when it is
+ * a symbolic link, not a directory, owned by another user, or owned by
+ * root and not empty. Not as root (euid != 0): the store must belong to the
+ * caller, and only its mode is set.
+ * @param dir absolute path
+ * @param check_only 1: create and change nothing, say what would happen
+ * @param err the reason on failure (naming the directory and the fix); with
+ *        check_only, what startup will do (empty when there is nothing to say)
+ * @return APR_SUCCESS, or an error
+ */
+apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int check_only,
+                                  char *err, apr_size_t errlen);
 
 /** The path of a certificate's file, for log lines. */
 const char *staple_store_path(const char *dir, const char *name, apr_pool_t *p);

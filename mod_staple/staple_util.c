@@ -1,6 +1,7 @@
 #include <time.h>
 
 #include <apr_strings.h>
+#include <apr_uri.h>
 
 #include "staple_util.h"
 
@@ -67,4 +68,15 @@ const char *staple_fmt_time(apr_pool_t *p, apr_time_t t)
     }
     return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+const char *staple_url_shown(apr_pool_t *p, const char *url)
+{
+    apr_uri_t uri;
+
+    if (url == NULL || apr_uri_parse(p, url, &uri) != APR_SUCCESS ||
+        uri.password == NULL) {
+        return url;
+    }
+    return apr_uri_unparse(p, &uri, APR_URI_UNP_OMITPASSWORD);
 }

@@ -40,4 +40,11 @@ const char *staple_fmt_duration(apr_pool_t *p, apr_interval_time_t t);
  */
 const char *staple_fmt_time(apr_pool_t *p, apr_time_t t);
 
+/**
+ * A URL as it may be shown in logs, status pages and event arguments: with
+ * the password of its user information left out ("http://user@host/").
+ * @return url itself when it holds no password or does not parse
+ */
+const char *staple_url_shown(apr_pool_t *p, const char *url);
+
 #endif /* STAPLE_UTIL_H */

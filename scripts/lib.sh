@@ -4,7 +4,8 @@
 #
 # Provides:
 #   staple_top                 absolute path of the repository's top directory
-#   staple_ensure_packages     install missing Debian packages (root) or name them
+#   staple_ensure_packages [--no-install] [PACKAGE...]
+#                              install missing Debian packages (root) or name them
 #   staple_build               autoreconf (when needed), ./configure, make
 #   staple_make_var NAME       a variable of the generated Makefile (APXS, HTTPD, ...)
 #   staple_say / staple_die    messages prefixed with the script's name
@@ -36,6 +37,9 @@ STAPLE_DEB_PACKAGES=(
     libnet-ssleay-perl libio-socket-ssl-perl libhttp-daemon-perl
     redis-server memcached faketime tinyproxy
     clang libclang-rt-14-dev
+    debhelper lintian
+    prometheus gnutls-bin libnss3-tools firefox-esr openjdk-17-jdk-headless chromium
+    nginx-light apache2-utils
 )
 
 STAPLE_PROG=${STAPLE_PROG:-$(basename "$0")}
@@ -56,11 +60,12 @@ staple_top()
     (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 }
 
-# Print the packages of STAPLE_DEB_PACKAGES that are not installed.
+# Print the packages named (default: STAPLE_DEB_PACKAGES) that are not installed.
 staple_missing_packages()
 {
     local pkg status
-    for pkg in "${STAPLE_DEB_PACKAGES[@]}"; do
+    [ $# -gt 0 ] || set -- "${STAPLE_DEB_PACKAGES[@]}"
+    for pkg in "$@"; do
         status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
         case $status in
         ii*) ;;
@@ -69,19 +74,23 @@ staple_missing_packages()
     done
 }
 
-# staple_ensure_packages [--no-install]
-# As root, installs what is missing with apt-get; otherwise (or with
-# --no-install) names what is missing and returns 1. On a system without
-# dpkg it only warns: the build will tell what it lacks.
+# staple_ensure_packages [--no-install] [PACKAGE...]
+# The packages named, or else STAPLE_DEB_PACKAGES: as root, installs what is
+# missing with apt-get; otherwise (or with --no-install) names what is
+# missing and returns 1. On a system without dpkg it only warns: the build
+# will tell what it lacks.
 staple_ensure_packages()
 {
     local no_install=${1:-} missing policy_rc_d=/usr/sbin/policy-rc.d created_policy=
+    [ $# -eq 0 ] || shift
+    local wanted=("$@")
+    [ ${#wanted[@]} -gt 0 ] || wanted=("${STAPLE_DEB_PACKAGES[@]}")
     if ! command -v dpkg-query >/dev/null 2>&1; then
         staple_say "no dpkg-query: not a Debian system, not checking packages" \
-            "(needed: ${STAPLE_DEB_PACKAGES[*]} or their equivalents)"
+            "(needed: ${wanted[*]} or their equivalents)"
         return 0
     fi
-    mapfile -t missing < <(staple_missing_packages)
+    mapfile -t missing < <(staple_missing_packages "${wanted[@]}")
     if [ "${#missing[@]}" -eq 0 ]; then
         return 0
     fi
@@ -111,7 +120,7 @@ staple_ensure_packages()
         staple_say "apt-get failed (exit $rc)"
         return 1
     fi
-    mapfile -t missing < <(staple_missing_packages)
+    mapfile -t missing < <(staple_missing_packages "${wanted[@]}")
     if [ "${#missing[@]}" -ne 0 ]; then
         staple_say "still missing after apt-get: ${missing[*]}"
         return 1

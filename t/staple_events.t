@@ -21,8 +21,6 @@ use StapleTest;
 use StapleNode ();
 use StaplePKI qw(make_leaf);
 use StapleProc qw(slurp tempdir wait_until);
-use File::Copy ();
-use File::Spec::Functions qw(catfile);
 use Time::HiRes qw(time sleep);
 
 my $MIN_FAILURES = 3;    # failed fetches of refuse-ev at least
@@ -36,16 +34,7 @@ my %leaf = (
     missing => make_leaf($dir, 'refuse-evms', must_staple => 1),
 );
 
-# The recorder, copied where User nobody can run it whatever the
-# permissions of the source tree; its file in a directory User can write.
-my $recorder = catfile($dir, 'record-event');
-File::Copy::copy(catfile(Apache::Test::vars('t_dir'), 'bin', 'record-event'), $recorder)
-    or die "copy record-event: $!\n";
-chmod 0755, $recorder;
-my $evdir = catfile($dir, 'events');
-mkdir $evdir or die "mkdir $evdir: $!\n";
-chmod 0777, $evdir;
-my $evlog = catfile($evdir, 'events.log');
+my ($recorder, $evlog) = event_program($dir, 'record-event');
 
 my $node = StapleNode->new(
     name  => 'events',

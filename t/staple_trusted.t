@@ -12,9 +12,11 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use StapleTest;
 use StapleFaults;
-use StaplePKI qw(cert_serial);
+use StaplePKI qw(cert_serial make_leaf);
+use StapleNode ();
+use StapleProc qw(tempdir);
 
-plan tests => 11;
+plan tests => 16;
 
 my $trusted = StapleFaults::cert('trusted3');
 my $other   = StapleFaults::cert('othersigned');
@@ -59,3 +61,43 @@ ok($count && !@problems && $count >= @attempts - 1,
    sprintf 'othersigned: %d Must-Staple error lines for %d failed attempts',
    $count, scalar @attempts)
     or diag(@problems);
+
+# --- several StapleTrustedCertificate lines add up ------------------------------------
+# A server of its own with two lines: the third CA (admits the OCSPSigning
+# certificates it issued) and the other CA's responder certificate itself
+# (trusted exactly). Responses for one leaf are signed by the third CA's
+# responder, for another by the other CA's responder, for a third by the
+# "stranger" certificate, which no line names.
+
+my $dir = tempdir('trusted-lines');
+my %leaf = map { $_ => make_leaf($dir, "tl-$_") } qw(third other stranger);
+my %signer = (third => 'third_ocsp', other => 'other_ocsp', stranger => 'stranger');
+for my $k (keys %leaf) {
+    proxy_mode("tl-$k", "sign:signer=$signer{$k};nmin=10")
+        or BAIL_OUT("cannot set the responder's mode for tl-$k");
+}
+END { local $?; proxy_mode("tl-$_", 'default') for qw(third other stranger) }
+my $node = StapleNode->new(
+    name  => 'trusted-lines',
+    dir   => "$dir/server",
+    cert  => $leaf{third},
+    certs => [$leaf{other}, $leaf{stranger}],
+    directives => 'StapleTrustedCertificate "' . pki_file('third_root.pem') . "\"\n"
+                . 'StapleTrustedCertificate "' . pki_file('other_ocsp.pem') . "\"\n",
+);
+my $started = eval { $node->start; 1 };
+ok($started, 'a server with two StapleTrustedCertificate lines starts') or diag($@);
+my $trust = pki_file('roots_with_third.pem');
+$r = handshake(($node->ports_of('tl-third'))[0], ca => $trust);
+ok($r->{stapled} && ($r->{cert_status} // '') eq 'good',
+   'first line: a response of the third CA\'s responder is stapled')
+    or diag(explain($r), $node->log_tail(10));
+$r = handshake(($node->ports_of('tl-other'))[0]);
+ok($r->{stapled} && ($r->{cert_status} // '') eq 'good',
+   'second line: a response of the other CA\'s responder is stapled too')
+    or diag(explain($r), $node->log_tail(10));
+$r = handshake(($node->ports_of('tl-stranger'))[0]);
+ok(!$r->{stapled}, 'a signer no line names: not stapled') or diag(explain($r));
+ok(scalar $node->start_lines(qr/OCSP for CN=tl-stranger\.localhost .*response rejected \(signature\)/),
+   'its response is rejected for its signature') or diag($node->log_tail(10));
+$node->stop;

@@ -58,6 +58,7 @@
 static const char *opt_host = "127.0.0.1";
 static const char *opt_port = "443";
 static const char *opt_servername = NULL;
+static long opt_names = 0; /* with %d in the servername: names 1..opt_names */
 static const char *opt_ca = NULL;
 static const char *opt_json = NULL;
 static const char *opt_label = NULL;
@@ -94,6 +95,8 @@ static void usage(FILE *f)
         "  -H, --host HOST         server address (default 127.0.0.1)\n"
         "  -p, --port PORT         server port (default 443)\n"
         "  -s, --servername NAME   SNI name (default: none)\n"
+        "  -N, --names N           NAME holds one %%d: handshake i asks for the name\n"
+        "                          with (i mod N) + 1 in its place\n"
         "  -A, --ca FILE           CA file: verify the chain and the staple (counts "
         "\"good\")\n"
         "  -V, --verify-every K    with --ca, verify the staple of every K-th "
@@ -211,7 +214,11 @@ static void one_handshake(long idx)
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
-    if (opt_servername) {
+    if (opt_servername && opt_names > 0) {
+        /* the one %d was checked in main */
+        snprintf(buf, sizeof(buf), opt_servername, (int)(idx % opt_names) + 1);
+        SSL_set_tlsext_host_name(ssl, buf);
+    } else if (opt_servername) {
         SSL_set_tlsext_host_name(ssl, opt_servername);
     }
     ret = SSL_connect(ssl);
@@ -312,6 +319,7 @@ int main(int argc, char **argv)
         {"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
         {"servername", required_argument, NULL, 's'},
+        {"names", required_argument, NULL, 'N'},
         {"ca", required_argument, NULL, 'A'},
         {"handshakes", required_argument, NULL, 'n'},
         {"concurrency", required_argument, NULL, 'c'},
@@ -330,7 +338,7 @@ int main(int argc, char **argv)
     long i, n_lat = 0, done;
     int opt, rc;
 
-    while ((opt = getopt_long(argc, argv, "H:p:s:A:V:n:c:t:T:2j:l:qh", longopts, NULL)) !=
+    while ((opt = getopt_long(argc, argv, "H:p:s:N:A:V:n:c:t:T:2j:l:qh", longopts, NULL)) !=
            -1) {
         switch (opt) {
         case 'H':
@@ -341,6 +349,9 @@ int main(int argc, char **argv)
             break;
         case 's':
             opt_servername = optarg;
+            break;
+        case 'N':
+            opt_names = strtol(optarg, NULL, 10);
             break;
         case 'A':
             opt_ca = optarg;
@@ -391,6 +402,14 @@ int main(int argc, char **argv)
     }
     if (opt_c > opt_n) {
         opt_c = (int)opt_n;
+    }
+    if (opt_names != 0) {
+        const char *pct = opt_servername ? strchr(opt_servername, '%') : NULL;
+        if (opt_names < 0 || pct == NULL || pct[1] != 'd' || strchr(pct + 1, '%') ||
+            strlen(opt_servername) > 200) {
+            fprintf(stderr, "handshake: --names needs a --servername with one %%d\n");
+            return 2;
+        }
     }
 
     memset(&hints, 0, sizeof(hints));

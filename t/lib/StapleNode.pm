@@ -27,6 +27,7 @@ package StapleNode;
 #   # has a host (its ServerName), and ports_of gives that one port
 #   my $node = StapleNode->new(name => 'c', cert => $leaf, certs => \@leaves, sni => 1);
 #   my $res = $node->http_get('/staple-status?json');  # {status, headers, body}
+#   # (status => 1: that port serves /staple-status to 127.0.0.1)
 #
 #   # a configuration only checked with httpd -t (t/config.t, staple_migrate.t):
 #   my $text = StapleNode::minimal_conf($dir, qw(mpm_event ssl staple));
@@ -139,7 +140,13 @@ sub httpd_t {
 #   sni         1: the certs' virtual hosts share one port instead, each
 #               named by its hashref's host (ServerName, the SNI to ask)
 #   http        1: a plain HTTP port (http_port) served by the main server
+#   status      1: the plain HTTP port, with SetHandler staple-status at
+#               /staple-status for 127.0.0.1
 #   extra       more configuration text, after the virtual hosts
+#   port        the main SSL port (default: a free one)
+#   start_timeout  seconds for the pid file and for the first handshake
+#               (default 20; more for thousands of virtual hosts)
+#   env         hashref of environment variables for httpd (LD_PRELOAD, ...)
 sub new {
     my ($class, %o) = @_;
     my $self = bless {
@@ -151,8 +158,12 @@ sub new {
         modules    => $o{modules} || [],
         mpm        => $o{mpm} || mpm(),
         certs      => $o{certs} || [],
+        status     => $o{status},
         extra      => $o{extra} // '',
+        start_timeout => $o{start_timeout} || $START_TIMEOUT,
+        env        => $o{env},
     }, $class;
+    push @{ $self->{modules} }, 'authz_host' if $o{status};
     $self->{dir}  = $o{dir} || tempdir($self->{name});
     unless (-d $self->{dir}) {
         mkdir $self->{dir} or die "mkdir $self->{dir}: $!\n";
@@ -161,7 +172,7 @@ sub new {
     $self->{port} = $o{port} || free_port();
     my $shared = $o{sni} && free_port();
     $self->{cert_ports} = [map { $shared || free_port() } @{ $self->{certs} }];
-    $self->{http_port} = free_port() if $o{http};
+    $self->{http_port} = free_port() if $o{http} || $o{status};
     for my $sub (qw(conf logs run htdocs)) {
         my $d = catfile($self->{dir}, $sub);
         mkdir $d unless -d $d;
@@ -203,6 +214,12 @@ sub conf_text {
     my $cache = defined $self->{cache} ? "StapleCache $self->{cache}\n" : '';
     my $store = defined $self->{store} ? "StapleStore \"$self->{store}\"\n" : '';
     my $http = $self->{http_port} ? "Listen 127.0.0.1:$self->{http_port} http\n" : '';
+    my $status = $self->{status} ? <<'S' : '';
+<Location "/staple-status">
+    SetHandler staple-status
+    Require ip 127.0.0.1
+</Location>
+S
     my ($vhosts, %listen) = ('');
     for my $i (0 .. $#{ $self->{certs} }) {
         my ($c, $port) = ($self->{certs}[$i], $self->{cert_ports}[$i]);
@@ -260,13 +277,15 @@ SSLSessionCache none
     SSLSessionTickets off
     SSLUseStapling off
 </VirtualHost>
-$vhosts$self->{extra}
+$vhosts$status$self->{extra}
 EOF
 }
 
+# Write the configuration file; returns its path (for httpd_t).
 sub write_conf {
     my ($self) = @_;
     spit($self->{conf}, $self->conf_text, 0644);
+    return $self->{conf};
 }
 
 # httpd -k CMD with this instance's configuration; returns (status, output).
@@ -324,7 +343,7 @@ sub launch {
     # a process group of its own: on stop, the prefork MPM signals its
     # whole process group, which would otherwise include the test
     my $pid = spawn([httpd_bin(), '-d', $self->{dir}, '-f', $self->{conf}, '-DFOREGROUND'],
-                    out => $self->{out}, setsid => 1);
+                    out => $self->{out}, setsid => 1, env => $self->{env});
     $self->{pid} = $pid;
     $self->{t0} = $t0;
     StapleProc::track($self, 0);    # before the daemons it may use
@@ -334,7 +353,7 @@ sub launch {
 sub wait_started {
     my ($self) = @_;
     my $pid = $self->{pid} or die "$self->{name} was not launched\n";
-    my $ok = wait_until($START_TIMEOUT, sub {
+    my $ok = wait_until($self->{start_timeout}, sub {
         return -1 unless alive($pid);
         my $p = $self->read_pidfile;
         return $p && $p == $pid;
@@ -356,7 +375,7 @@ sub wait_started {
 
 sub wait_ready {
     my ($self, $timeout) = @_;
-    return wait_until($timeout || $START_TIMEOUT, sub {
+    return wait_until($timeout || $self->{start_timeout}, sub {
         return 0 unless alive($self->{pid});
         my $r = StapleTest::handshake($self->{port}, staple => 0, verify => 0,
                                       timeout => 2);

@@ -63,7 +63,8 @@ sub cert_serial { logged_serial(pki_file("$_[0].crt")) }
 # Options: must_staple => 1 adds the TLS Feature status_request (RFC 7633);
 # serial_of => 'revoked' takes the serial of another t/pki leaf instead of
 # "shared" (the responder then answers what index.txt says about that one:
-# "revoked" for t/pki/revoked.crt).
+# "revoked" for t/pki/revoked.crt); aia => [URL, ...] names the OCSP URIs
+# of the authorityInfoAccess extension instead, in order.
 # Returns { name, pem (leaf + intermediate), key, crt, id, must_staple }.
 sub make_leaf {
     my ($dir, $name, %o) = @_;
@@ -84,7 +85,8 @@ sub make_leaf {
     my $serial = serial_hex($donor) // die "cannot read the serial of $donor\n";
 
     my $base = catfile($dir, $name);
-    my $url = 'http://127.0.0.1:' . proxy_port() . "/$name/";
+    my $url = join ',OCSP;URI:',
+        @{ $o{aia} || ['http://127.0.0.1:' . proxy_port() . "/$name/"] };
     my $feature = $o{must_staple} ? "tlsfeature             = status_request\n" : '';
     spit("$base.cnf", <<"EOF");
 [ req ]

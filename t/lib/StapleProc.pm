@@ -9,6 +9,7 @@ package StapleProc;
 #   run_cmd(\@cmd, %opt)               (exit code, stdout, stderr), time-limited
 #   spawn(\@cmd, %opt)                 a background process, output to a file
 #   alive($pid), children_of($pid)     is it running; its children (from /proc)
+#   find_program($name)                its path on PATH, or undef
 #   wait_gone($pid, $secs), stop_pid($pid, %opt)   bounded stops, SIGKILL last
 #   read_reply($sock, $secs, $done)    what a socket sends within a time limit
 #   request($port, $data, $secs, $done)   send, then read_reply, on loopback
@@ -30,8 +31,8 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(wait_until free_port free_ports port_open run_cmd spawn alive
-                    children_of wait_gone stop_pid read_reply request http_get slurp
-                    spit tempdir);
+                    children_of find_program wait_gone stop_pid read_reply request
+                    http_get slurp spit tempdir);
 
 my $MAIN_PID = $$;    # END blocks and signal handlers also run in forked children
 
@@ -203,6 +204,17 @@ sub children_of {
     return sort { $a <=> $b } @kids;
 }
 
+# The first executable $name on PATH (a path given as it is), or undef.
+sub find_program {
+    my ($name) = @_;
+    return -x $name ? $name : undef if $name =~ m{/};
+    for my $d (split /:/, $ENV{PATH} // '') {
+        my $f = ($d eq '' ? '.' : $d) . "/$name";
+        return $f if -f $f && -x _;
+    }
+    return;
+}
+
 # Wait up to $secs for $pid to exit; SIGKILL it after that.  Returns 1 when
 # it exited by itself.
 sub wait_gone {
@@ -268,13 +280,19 @@ sub request {
 # http_get($port, $path, %opt) -> { status, headers (lowercase names), body }:
 # one GET over HTTP/1.0 from 127.0.0.1:$port, one connection, bounded by
 # `timeout` seconds (default 5) for the connect and again for the answer;
-# status 0 and an error when no complete answer came.
+# status 0 and an error when no complete answer came.  Options: method
+# (default GET), headers (hashref, sent as they are), body (sent with its
+# Content-Length).
 sub http_get {
     my ($port, $path, %o) = @_;
     my $timeout = $o{timeout} || 5;
     my %res = (status => 0, headers => {}, body => '');
-    my ($buf, $eof) = request($port, "GET $path HTTP/1.0\r\nHost: localhost\r\n"
-                                     . "Connection: close\r\n\r\n", $timeout)
+    my %h = (Host => 'localhost', Connection => 'close', %{ $o{headers} || {} });
+    $h{'Content-Length'} = length $o{body} if defined $o{body};
+    my $req = ($o{method} || 'GET') . " $path HTTP/1.0\r\n"
+            . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n"
+            . ($o{body} // '');
+    my ($buf, $eof) = request($port, $req, $timeout)
         or return { %res, error => "connect: $!" };
     return { %res, error => 'timeout' } unless $eof;
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;

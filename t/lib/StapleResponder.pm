@@ -10,8 +10,8 @@ package StapleResponder;
 #
 # and the command lines that start them (for StapleProc::spawn):
 #
-#   ocsp_argv($port, $minutes)           `openssl ocsp` for a scripts/mkpki
-#                                        PKI, run in that directory
+#   ocsp_argv(port => N, minutes => M, index => FILE)   `openssl ocsp` answering
+#       from a directory with scripts/mkpki's inter.pem, ocsp.pem and ocsp.key
 #   proxy_argv(port => N, backend => M, log => FILE, ...)   t/bin/ocsp-proxy
 #
 # Never a bare TCP connect to `openssl ocsp`: one that sends nothing wedges
@@ -63,6 +63,16 @@ sub wait_ocsp {
     return ($ok, $out);
 }
 
+# The argv of `openssl ocsp` run in a scripts/mkpki directory: it answers on
+# port N for the certificates in FILE (default index.txt), signed by the
+# delegated responder ocsp.pem, with responses valid M minutes.
+sub ocsp_argv {
+    my (%o) = @_;
+    return ['openssl', 'ocsp', '-index', $o{index} || 'index.txt', '-port', $o{port},
+            qw(-rsigner ocsp.pem -rkey ocsp.key -CA inter.pem -nmin), $o{minutes},
+            '-ignore_err'];
+}
+
 # Does t/bin/ocsp-proxy on 127.0.0.1:$port answer GET /_ping with "ok"?
 sub proxy_ready {
     my ($port) = @_;
@@ -70,19 +80,8 @@ sub proxy_ready {
     return $r->{status} == 200 && $r->{body} =~ /^ok\n/ ? 1 : 0;
 }
 
-# The command line of a real OCSP responder answering on $port for the PKI
-# in the current directory (scripts/mkpki's files), its responses valid
-# $minutes; malformed requests are answered, not fatal.  One request at a
-# time: it is the backend of t/bin/ocsp-proxy.
-sub ocsp_argv {
-    my ($port, $minutes) = @_;
-    return (qw(openssl ocsp -index index.txt -port), $port,
-            qw(-rsigner ocsp.pem -rkey ocsp.key -CA inter.pem -nmin), $minutes,
-            '-ignore_err');
-}
-
-# The command line of t/bin/ocsp-proxy on 127.0.0.1:PORT in front of the
-# responder on 127.0.0.1:BACKEND (see its header for the options):
+# The argv of t/bin/ocsp-proxy on 127.0.0.1:PORT in front of the responder
+# on 127.0.0.1:BACKEND (see its header for the options):
 #   port, backend, log      required
 #   max_seconds             its lifetime (default 600)
 #   pki                     the PKI directory, for the modes that sign
@@ -93,13 +92,13 @@ sub proxy_argv {
     my (%o) = @_;
     my $proxy = Cwd::abs_path(catfile(File::Basename::dirname(__FILE__), '..', 'bin',
                                       'ocsp-proxy'));
-    return ($^X, $proxy, '--listen', "127.0.0.1:$o{port}",
+    return [$^X, $proxy, '--listen', "127.0.0.1:$o{port}",
             '--backend', "127.0.0.1:$o{backend}", '--log', $o{log},
             '--max-seconds', $o{max_seconds} || 600,
             (defined $o{pki} ? ('--pki', $o{pki}) : ()),
             (map { ('--mode', $_) } @{ $o{modes} || [] }),
             (defined $o{kill_on_exit} ? ('--kill-on-exit', $o{kill_on_exit}) : ()),
-            (defined $o{save} ? ('--save', $o{save}) : ()));
+            (defined $o{save} ? ('--save', $o{save}) : ())];
 }
 
 # Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.

@@ -17,6 +17,7 @@ use warnings;
 
 use Apache::Test ();
 use Exporter 'import';
+use File::Copy ();
 use File::Spec::Functions qw(catfile);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
@@ -29,7 +30,7 @@ use StapleResponder ();
 our @EXPORT = qw(handshake staple_good staple_problems responder_count
                  responder_requests server_log_lines server_children pki_file
                  vhost_port proxy_port proxy_mode log_line_time request_times
-                 must_staple_errors);
+                 must_staple_errors event_program);
 
 my %CERT_STATUS = (0 => 'good', 1 => 'revoked', 2 => 'unknown');
 
@@ -272,4 +273,20 @@ sub server_children {
     return wantarray ? @kids : scalar @kids;
 }
 
+
+# event_program($dir, $name) -> ($program, $file): t/bin/$name (a
+# StapleEventCmd of the tests) copied into $dir, where User nobody can run
+# it whatever the permissions of the source tree, and the file it is to
+# write, in a directory User can write.
+sub event_program {
+    my ($dir, $name) = @_;
+    my $program = catfile($dir, $name);
+    File::Copy::copy(catfile(vars('t_dir'), 'bin', $name), $program)
+        or die "copy $name: $!\n";
+    chmod 0755, $program;
+    my $evdir = catfile($dir, 'events');
+    mkdir $evdir or die "mkdir $evdir: $!\n";
+    chmod 0777, $evdir;
+    return ($program, catfile($evdir, 'events.log'));
+}
 1;

@@ -636,6 +636,86 @@ static void test_store(void)
     CHECK(rmdir(dir) == 0);
 }
 
+/* StapleStore's directory as root makes it: on opened directories only. */
+static void test_store_prepare(void)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char *top = apr_pstrcat(pool, tmpdir && *tmpdir ? tmpdir : "/tmp",
+                            "/staple-unit-dir-XXXXXX", NULL);
+    const uid_t uid = 65534, other = 1; /* nobody, daemon */
+    const gid_t gid = 65534;
+    char err[1024], *dir;
+    struct stat st;
+
+    if (geteuid() != 0) {
+        printf("# store directory: not root, the ownership cases are skipped\n");
+        return;
+    }
+    CHECK(mkdtemp(top) != NULL && chmod(top, 0755) == 0);
+
+    /* missing parents: created 0755, the store 0700 of the user */
+    dir = apr_pstrcat(pool, top, "/a/b/store", NULL);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(strstr(err, "does not exist yet") != NULL);
+    CHECK(stat(apr_pstrcat(pool, top, "/a", NULL), &st) != 0); /* checked only */
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(apr_pstrcat(pool, top, "/a/b", NULL), &st) == 0 &&
+          (st.st_mode & 07777) == 0755 && st.st_uid == 0);
+    CHECK(stat(dir, &st) == 0 && (st.st_mode & 07777) == 0700 && st.st_uid == uid &&
+          st.st_gid == gid);
+    /* again: nothing to change, nothing to say */
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) == APR_SUCCESS &&
+          err[0] == '\0');
+
+    /* another user's directory is not taken over */
+    CHECK(chown(dir, other, other) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) != APR_SUCCESS);
+    CHECK(strstr(err, "not taken over") && strstr(err, dir));
+    CHECK(stat(dir, &st) == 0 && st.st_uid == other);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) != APR_SUCCESS);
+
+    /* root's and not empty: not taken over either; empty: it is */
+    CHECK(chown(dir, 0, 0) == 0 && mkdir(apr_pstrcat(pool, dir, "/x", NULL), 0700) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) != APR_SUCCESS);
+    CHECK(strstr(err, "not empty") != NULL);
+    CHECK(rmdir(apr_pstrcat(pool, dir, "/x", NULL)) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == uid);
+
+    /* a symbolic link as the store is refused, its target untouched */
+    CHECK(symlink(dir, apr_pstrcat(pool, top, "/link", NULL)) == 0);
+    CHECK(chown(dir, 0, 0) == 0);
+    CHECK(staple_store_prepare(apr_pstrcat(pool, top, "/link", NULL), uid, gid, 0, err,
+                               sizeof(err)) != APR_SUCCESS);
+    CHECK(strstr(err, "symbolic link") != NULL);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == 0);
+
+    /* in the parents, root's symbolic links are followed, others' not */
+    CHECK(symlink(apr_pstrcat(pool, top, "/a", NULL),
+                  apr_pstrcat(pool, top, "/ra", NULL)) == 0);
+    CHECK(staple_store_prepare(apr_pstrcat(pool, top, "/ra/b/store", NULL), uid, gid, 0,
+                               err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == uid);
+    CHECK(symlink(apr_pstrcat(pool, top, "/a", NULL),
+                  apr_pstrcat(pool, top, "/ua", NULL)) == 0);
+    CHECK(lchown(apr_pstrcat(pool, top, "/ua", NULL), other, other) == 0);
+    CHECK(chown(dir, 0, 0) == 0);
+    CHECK(staple_store_prepare(apr_pstrcat(pool, top, "/ua/b/store", NULL), uid, gid, 0,
+                               err, sizeof(err)) != APR_SUCCESS);
+    CHECK(strstr(err, "symbolic link not owned by root") != NULL);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == 0);
+    /* a relative path is refused */
+    CHECK(staple_store_prepare("relative/store", uid, gid, 0, err, sizeof(err)) !=
+          APR_SUCCESS);
+
+    unlink(apr_pstrcat(pool, top, "/ua", NULL));
+    unlink(apr_pstrcat(pool, top, "/ra", NULL));
+    unlink(apr_pstrcat(pool, top, "/link", NULL));
+    CHECK(rmdir(dir) == 0 && rmdir(apr_pstrcat(pool, top, "/a/b", NULL)) == 0 &&
+          rmdir(apr_pstrcat(pool, top, "/a", NULL)) == 0 && rmdir(top) == 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Tests: the fetcher against a local server                           */
 
@@ -804,6 +884,7 @@ int main(void)
     run_case("GET encoding", test_get_url);
     run_case("cache entry codec", test_entry_codec);
     run_case("store: atomic files, 0600, limits", test_store);
+    run_case("store: the directory made safely as root", test_store_prepare);
     run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
     run_case("fetch: unreachable, deadline", test_fetch_unreachable);
 
