@@ -37,19 +37,8 @@ my $key_x = StapleDaemon::staple_key($x->{id});
 my $key_y = StapleDaemon::staple_key($y->{id});
 
 sub stapled_good { staple_good(handshake($_[0])) }
-
-# A redis command in the protocol's array form, so that any bytes pass.
-sub redis_cmd {
-    my @args = @_;
-    my $line = '*' . scalar(@args) . "\r\n";
-    $line .= '$' . length($_) . "\r\n$_\r\n" for @args;
-    return $redis->command($line);
-}
-
-sub redis_get {
-    my $r = redis_cmd('GET', $_[0]) // return;
-    return $r =~ /^\$(\d+)\r\n/ ? substr($r, length("\$$1\r\n"), $1) : undef;
-}
+sub redis_cmd { $redis->redis_cmd(@_) }
+sub redis_get { $redis->redis_get(@_) }
 
 ok(stapled_good($px) && stapled_good($py), 'both certificates stapled at first');
 is(responder_count('entry-x'), 1, 'one fetch for x');

@@ -6,6 +6,8 @@ package StapleDaemon;
 #   my $redis = StapleDaemon->start('redis', $dir);   # or 'memcached'
 #   $redis->addr;  $redis->pause;  $redis->resume;  $redis->stop;
 #   $redis->has_key(StapleDaemon::staple_key($leaf->{id}));
+#   $redis->redis_cmd('SET', $key, $bytes);  $redis->redis_get($key);
+#   StapleDaemon::staple_entry($der, $fetched_at_us)   # mod_staple's cache entry
 #
 # t/TEST.PL starts the suite's own (STAPLE_CACHE) from the same command
 # line (argv) and waits for it with the same probe (answers).
@@ -96,6 +98,22 @@ sub redis_keys {
     return \@k;
 }
 
+# A redis command in the protocol's array form, so that any bytes pass;
+# returns the raw reply (undef when none).
+sub redis_cmd {
+    my ($self, @args) = @_;
+    my $line = '*' . scalar(@args) . "\r\n";
+    $line .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    return $self->command($line);
+}
+
+# The value redis holds under $key, bytes as they are; undef when none.
+sub redis_get {
+    my ($self, $key) = @_;
+    my $r = $self->redis_cmd('GET', $key) // return;
+    return $r =~ /^\$(\d+)\r\n/ ? substr($r, length("\$$1\r\n"), $1) : undef;
+}
+
 # Does the daemon hold $key?  1, 0, or undef when it does not answer.
 sub has_key {
     my ($self, $key) = @_;
@@ -113,6 +131,16 @@ sub has_key {
 sub staple_key {
     my ($id) = @_;
     return "mod_staple:$id";
+}
+
+# mod_staple's cache entry for a DER response (mod_staple/staple_entry.c):
+# "STPL", version 1, three reserved bytes, fetched_at (microseconds, 8
+# bytes big-endian), the DER's length (4 bytes big-endian), the DER.
+sub staple_entry {
+    my ($der, $fetched_at_us) = @_;
+    my $t = int $fetched_at_us;
+    return 'STPL' . pack('C4', 1, 0, 0, 0) . pack('NN', int($t / 2**32), $t % 2**32)
+         . pack('N', length $der) . $der;
 }
 
 # SIGSTOP / SIGCONT: a server that hangs (connections accepted by the

@@ -22,6 +22,10 @@ package StapleNode;
 #   my $node = StapleNode->new(name => 'b', cert => $leaf, certs => [$ms, $rev],
 #                              http => 1, extra => "<Location /x>...</Location>\n");
 #   $node->ports_of('ms');        # the SSL ports serving certificate "ms"
+#
+#   # many certificates behind one port, told apart by SNI: each hashref
+#   # has a host (its ServerName), and ports_of gives that one port
+#   my $node = StapleNode->new(name => 'c', cert => $leaf, certs => \@leaves, sni => 1);
 #   my $res = $node->http_get('/staple-status?json');  # {status, headers, body}
 #   # (status => 1: that port serves /staple-status to 127.0.0.1)
 #
@@ -34,7 +38,9 @@ package StapleNode;
 # is the suite's (STAPLE_MPM), or STAPLE_NODE_MPM, or new()'s mpm option;
 # set STAPLE_KEEP_TMP=1 to keep the temporary directories (configurations,
 # logs).  redis-server and memcached: StapleDaemon; handshake load:
-# StapleLoad.
+# StapleLoad.  A script run outside t/TEST (t/bench/soak), without an
+# Apache::Test configuration, tells what it would with set_vars(httpd =>
+# ..., staple_libexecdir => ..., top_dir => ...).
 use strict;
 use warnings;
 
@@ -51,7 +57,17 @@ StapleProc::stop_on_signals();
 my $START_TIMEOUT = 20;    # pid file + first handshake
 my $STOP_TIMEOUT  = 10;    # -k stop until the parent is gone
 
-sub vars { Apache::Test::vars(@_) }
+my %VARS;    # set_vars: instead of Apache::Test's configuration
+
+sub set_vars {
+    my (%v) = @_;
+    @VARS{ keys %v } = values %v;
+}
+
+sub vars {
+    my ($key) = @_;
+    return exists $VARS{$key} ? $VARS{$key} : Apache::Test::vars($key);
+}
 
 sub mpm {
     return lc($ENV{STAPLE_NODE_MPM} || vars('staple_mpm') || $ENV{STAPLE_MPM} || 'event');
@@ -121,6 +137,8 @@ sub httpd_t {
 #   certs       more certificates (hashrefs as cert), each in an SSL
 #               <VirtualHost> with a port of its own (ports_of); the same
 #               certificate may be given twice (two virtual hosts)
+#   sni         1: the certs' virtual hosts share one port instead, each
+#               named by its hashref's host (ServerName, the SNI to ask)
 #   http        1: a plain HTTP port (http_port) served by the main server
 #   status      1: the plain HTTP port, with SetHandler staple-status at
 #               /staple-status for 127.0.0.1
@@ -152,7 +170,8 @@ sub new {
     }
     chmod 0755, $self->{dir};
     $self->{port} = $o{port} || free_port();
-    $self->{cert_ports} = [map { free_port() } @{ $self->{certs} }];
+    my $shared = $o{sni} && free_port();
+    $self->{cert_ports} = [map { $shared || free_port() } @{ $self->{certs} }];
     $self->{http_port} = free_port() if $o{http} || $o{status};
     for my $sub (qw(conf logs run htdocs)) {
         my $d = catfile($self->{dir}, $sub);
@@ -201,13 +220,14 @@ sub conf_text {
     Require ip 127.0.0.1
 </Location>
 S
-    my $vhosts = '';
+    my ($vhosts, %listen) = ('');
     for my $i (0 .. $#{ $self->{certs} }) {
         my ($c, $port) = ($self->{certs}[$i], $self->{cert_ports}[$i]);
+        my $server_name = $c->{host} // 'localhost';
+        $vhosts .= "Listen 127.0.0.1:$port https\n" unless $listen{$port}++;
         $vhosts .= <<"V";
-Listen 127.0.0.1:$port https
 <VirtualHost 127.0.0.1:$port>
-    ServerName localhost
+    ServerName $server_name
     SSLEngine on
     SSLCertificateFile "$c->{pem}"
     SSLCertificateKeyFile "$c->{key}"

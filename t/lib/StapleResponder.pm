@@ -8,10 +8,11 @@ package StapleResponder;
 #   proxy_ready($port)                   t/bin/ocsp-proxy answers GET /_ping
 #   proxy_set_mode($port, NAME, MODE)    its behaviour for NAME (or 'default')
 #
-# and the command line of the real one:
+# and the command lines that start them (for StapleProc::spawn):
 #
 #   ocsp_argv(port => N, minutes => M, index => FILE)   `openssl ocsp` answering
 #       from a directory with scripts/mkpki's inter.pem, ocsp.pem and ocsp.key
+#   proxy_argv(port => N, backend => M, log => FILE, ...)   t/bin/ocsp-proxy
 #
 # Never a bare TCP connect to `openssl ocsp`: one that sends nothing wedges
 # it at 100 % CPU (OpenSSL 3.0).  Only core modules and StapleProc: used by
@@ -20,6 +21,8 @@ package StapleResponder;
 use strict;
 use warnings;
 
+use Cwd ();
+use File::Basename ();
 use File::Spec::Functions qw(catfile);
 use StapleProc qw(alive http_get run_cmd wait_until);
 
@@ -75,6 +78,27 @@ sub proxy_ready {
     my ($port) = @_;
     my $r = http_get($port, '/_ping', timeout => 2);
     return $r->{status} == 200 && $r->{body} =~ /^ok\n/ ? 1 : 0;
+}
+
+# The argv of t/bin/ocsp-proxy on 127.0.0.1:PORT in front of the responder
+# on 127.0.0.1:BACKEND (see its header for the options):
+#   port, backend, log      required
+#   max_seconds             its lifetime (default 600)
+#   pki                     the PKI directory, for the modes that sign
+#   modes                   [ "NAME=MODE", ... ]
+#   kill_on_exit            pid to send SIGTERM when it exits (the backend)
+#   save                    file of the responses relayed from the backend
+sub proxy_argv {
+    my (%o) = @_;
+    my $proxy = Cwd::abs_path(catfile(File::Basename::dirname(__FILE__), '..', 'bin',
+                                      'ocsp-proxy'));
+    return [$^X, $proxy, '--listen', "127.0.0.1:$o{port}",
+            '--backend', "127.0.0.1:$o{backend}", '--log', $o{log},
+            '--max-seconds', $o{max_seconds} || 600,
+            (defined $o{pki} ? ('--pki', $o{pki}) : ()),
+            (map { ('--mode', $_) } @{ $o{modes} || [] }),
+            (defined $o{kill_on_exit} ? ('--kill-on-exit', $o{kill_on_exit}) : ()),
+            (defined $o{save} ? ('--save', $o{save}) : ())];
 }
 
 # Set the proxy's behaviour for NAME (see t/bin/ocsp-proxy), or 'default'.
