@@ -338,3 +338,15 @@ void store_clean(const char *dir)
     staple_store_remove(dir, leaf_sc->id_hex, pool);
     CHECK(rmdir(dir) == 0);
 }
+
+staple_reg_t *make_process(const staple_reg_opts_t *o, void *shm)
+{
+    staple_reg_t *child = staple_reg_make(pool, o);
+    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
+
+    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
+                         NULL) == 1);
+    staple_reg_attach(child, shm, 0, &sh, NULL);
+    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+    return child;
+}

@@ -74,6 +74,9 @@ staple_reg_opts_t default_opts(const char *node);
  * its own local cache besides the shared one, as with memcache or redis. */
 staple_reg_t *make_reg(const staple_reg_opts_t *o, mem_cache_t *local, void **shm);
 void reset(void);
+/* A second view of make_reg's shared memory and shared cache (without a
+ * local one): another process of the same server. */
+staple_reg_t *make_process(const staple_reg_opts_t *o, void *shm);
 
 /* Responses for leaf.test made at the fake time */
 unsigned char *resp_now(int status, long this_offset, long next_offset, apr_size_t *len);

@@ -313,16 +313,11 @@ static void test_process_copy(void)
     unsigned char *r1, *r2;
     void *shm;
     staple_reg_t *reg, *child;
-    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
 
     reset();
     reg = make_reg(&o, NULL, &shm);
     /* a second view of the same shared memory and cache: another process */
-    child = staple_reg_make(pool, &o);
-    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
-                         NULL) == 1);
-    staple_reg_attach(child, shm, 0, &sh, NULL);
-    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+    child = make_process(&o, shm);
 
     r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
     answer_with(r1, l1);
@@ -782,16 +777,11 @@ static void test_refresh_rate_limited(void)
     staple_refresh_e out[1];
     void *shm;
     staple_reg_t *reg, *child;
-    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
     apr_time_t t0;
 
     reset();
     reg = make_reg(&o, NULL, &shm);
-    child = staple_reg_make(pool, &o); /* another process, the same memory */
-    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
-                         NULL) == 1);
-    staple_reg_attach(child, shm, 0, &sh, NULL);
-    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+    child = make_process(&o, shm);
     r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
     answer_with(r1, l1);
     staple_reg_refresh(reg, 0, 1, pool);

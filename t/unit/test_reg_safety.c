@@ -154,15 +154,10 @@ static void test_copy_not_older_than_held(void)
     unsigned char *rg, *rr;
     void *shm;
     staple_reg_t *reg, *child;
-    staple_cache_ops_t sh = mem_ops(&shared_mem, "StapleCache mem");
 
     reset();
     reg = make_reg(&o, NULL, &shm);
-    child = staple_reg_make(pool, &o);
-    CHECK(staple_reg_add(child, leaf_sc->id, to_pem(leaf.cert, inter.cert), "x:443",
-                         NULL) == 1);
-    staple_reg_attach(child, shm, 0, &sh, NULL);
-    CHECK(staple_reg_child_init(child, pool) == APR_SUCCESS);
+    child = make_process(&o, shm);
 
     rg = resp_at(V_OCSP_CERTSTATUS_GOOD, 0, -100, -100, &lg);
     answer_with(rg, lg);
