@@ -278,23 +278,37 @@ int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_p
     return 1;
 }
 
-/* Put a response into StapleCache unless it holds the same or a newer one. */
-void staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
-                                   const staple_resp_t *r, apr_time_t now, apr_pool_t *p)
+/* Put a response into StapleCache unless it holds the same or a newer one;
+ * a newer one (another server fetched it meanwhile) is adopted. */
+int staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
+                                  const staple_resp_t *r, apr_time_t now, apr_pool_t *p)
 {
     staple_resp_t sh;
+    staple_fresh_e f;
     char why[256];
 
     if (staple_reg_cache_load(reg, &reg->shared, it, now, &sh.der, &sh.len,
                               &sh.fetched_at, &sh.info, why, sizeof(why),
-                              p) == APR_SUCCESS) {
-        staple_fresh_e f = staple_resp_compare(&r->info, &sh.info);
-        free(sh.der);
-        if (f == STAPLE_FRESH_NEWER || f == STAPLE_FRESH_SAME) {
-            return; /* StapleCache is as new already, or newer */
-        }
+                              p) != APR_SUCCESS) {
+        staple_reg_share(reg, it, r->der, r->len, r->fetched_at, &r->info, p);
+        return 0;
     }
-    staple_reg_share(reg, it, r->der, r->len, r->fetched_at, &r->info, p);
+    f = staple_resp_compare(&r->info, &sh.info);
+    if (f == STAPLE_FRESH_NEWER) {
+        staple_reg_publish(reg, it, sh.der, sh.len, sh.fetched_at, &sh.info, 0, p);
+        staple_reg_store_save(reg, it, sh.der, sh.len, p);
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "OCSP for %s: %s holds a newer %s response (%s) than this "
+                       "server's (%s), from another server: stapled that one",
+                       it->cert->subject, reg->shared.name,
+                       staple_cert_status_name(sh.info.cert_status),
+                       staple_reg_resp_times(p, &sh.info),
+                       staple_reg_resp_times(p, &r->info));
+    } else if (f != STAPLE_FRESH_SAME) {
+        staple_reg_share(reg, it, r->der, r->len, r->fetched_at, &r->info, p);
+    }
+    free(sh.der);
+    return f == STAPLE_FRESH_NEWER;
 }
 
 /* The lease an entry in StapleCache stands for: "<expiry> <node id>".

@@ -278,9 +278,10 @@ int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
  * holds: 1 when the certificate needs no fetch now (staple_reg_cache.c). */
 int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_pool_t *p);
 
-/* Put a response into StapleCache unless it holds the same or a newer one. */
-void staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
-                                   const staple_resp_t *r, apr_time_t now, apr_pool_t *p);
+/* Put a response into StapleCache unless it holds the same or a newer one;
+ * 1 when it held a newer one, which is then the one held (and stored). */
+int staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
+                                  const staple_resp_t *r, apr_time_t now, apr_pool_t *p);
 
 /* The cluster's fetch lease (taken when take): 0 when another server
  * holds it. */

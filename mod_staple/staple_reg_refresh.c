@@ -223,6 +223,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_fresh_e fresh;
     staple_check_e rc;
     char why[256];
+    int adopted = 0;
 
     if (!f->started || (f->status == APR_TIMEUP && rd->deadline &&
                         now + apr_time_from_msec(50) >= rd->deadline)) {
@@ -289,21 +290,24 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
     staple_reg_responder_ok(reg, r, now);
     sl->url_pref = (apr_uint32_t)it->try_k; /* asked first next time */
     /* In a cluster another server may have put a newer response into
-     * StapleCache while this one fetched: it stays there. */
+     * StapleCache while this one fetched: it stays there, and is adopted. */
     staple_reg_publish(reg, it, f->body, f->body_len, now, &info, !reg->node_local, p);
     if (reg->node_local) {
         staple_resp_t got = {f->body, f->body_len, now, info};
-        staple_reg_share_unless_newer(reg, it, &got, now, p);
+        adopted = staple_reg_share_unless_newer(reg, it, &got, now, p);
     }
-    staple_reg_store_save(reg, it, f->body, f->body_len, p);
+    if (!adopted) {
+        staple_reg_store_save(reg, it, f->body, f->body_len, p);
+    }
     sl->failures = 0;
+    staple_reg_held(sl, &held); /* this fetch's response, or the newer one */
     sl->events_pending |=
-        1u << (info.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
+        1u << (held.cert_status == V_OCSP_CERTSTATUS_REVOKED ? STAPLE_EVENT_REVOKED
                                                              : STAPLE_EVENT_RENEWED);
-    sl->due = staple_refresh_due(&reg->opts.timing, now, info.this_update,
+    sl->due = staple_refresh_due(&reg->opts.timing, now, held.this_update,
                                  sl->valid_until, staple_reg_jitter(reg));
     if (reg->opts.timing.renew_pct < 0 &&
-        reg->opts.timing.renew_window >= sl->valid_until - info.this_update &&
+        reg->opts.timing.renew_window >= sl->valid_until - held.this_update &&
         !it->window_warned) {
         it->window_warned = 1;
         staple_reg_log(reg, STAPLE_LOG_WARNING,
@@ -311,7 +315,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                        "StapleRenewWindow (%s): each is renewed at every chance; set "
                        "StapleRenewWindow to less, or to a percentage such as 50%%",
                        it->cert->subject,
-                       staple_fmt_duration(p, sl->valid_until - info.this_update),
+                       staple_fmt_duration(p, sl->valid_until - held.this_update),
                        staple_fmt_duration(p, reg->opts.timing.renew_window));
     }
     staple_reg_log(reg, STAPLE_LOG_INFO,
@@ -322,7 +326,7 @@ static void on_fetched(staple_fetch_t *f, void *ctx)
                    (double)f->duration / 1000.0, f->method,
                    staple_fmt_duration(p, sl->valid_until - now),
                    staple_fmt_duration(p, sl->due - now));
-    if (info.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
+    if (held.cert_status == V_OCSP_CERTSTATUS_REVOKED) {
         staple_reg_log(reg, STAPLE_LOG_ERR,
                        "certificate %s (serial %s) is REVOKED according to its OCSP "
                        "responder: replace it; the revoked status is stapled",
@@ -444,8 +448,9 @@ static void wait_for_leases(round_t *rd)
  * (offline delivery). */
 #define STAPLE_STORE_SCAN apr_time_from_sec(50)
 
-/* Write the response held back into StapleStore, over an older file: a
- * restart must not begin with the older one. */
+/* Write the response held back into StapleStore over an older file, or
+ * remove the file when the local cache no longer has it: a restart must
+ * not begin with the older one. */
 static void store_restore(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                           apr_pool_t *p)
 {
@@ -455,14 +460,18 @@ static void store_restore(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 
     if (staple_reg_cache_load(reg, &reg->local, it, now, &held.der, &held.len,
                               &held.fetched_at, &held.info, why, sizeof(why),
-                              p) != APR_SUCCESS) {
-        return; /* nothing to put back: the next fetch writes the file */
+                              p) == APR_SUCCESS) {
+        staple_reg_held(&reg->slots[it->index], &info);
+        if (staple_resp_compare(&info, &held.info) == STAPLE_FRESH_SAME) {
+            staple_reg_store_save(reg, it, held.der, held.len, p);
+            free(held.der);
+            return;
+        }
+        free(held.der);
     }
-    staple_reg_held(&reg->slots[it->index], &info);
-    if (staple_resp_compare(&info, &held.info) == STAPLE_FRESH_SAME) {
-        staple_reg_store_save(reg, it, held.der, held.len, p);
-    }
-    free(held.der);
+    /* the local cache lost it: the older file goes, the next fetch writes
+     * a new one */
+    staple_store_remove(reg->opts.store, it->cert->id_hex, p);
 }
 
 /*
@@ -502,8 +511,8 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         if (staple_resp_compare(&held, &st.info) != STAPLE_FRESH_NEWER) {
             staple_reg_log(reg, STAPLE_LOG_INFO,
                            "OCSP for %s: the response put into StapleStore (%s) is not "
-                           "newer than the one held (%s): kept the one held, and put "
-                           "it back into StapleStore",
+                           "newer than the one held (%s): kept the one held, which "
+                           "replaces the file",
                            it->cert->subject, staple_reg_resp_times(p, &st.info),
                            staple_reg_resp_times(p, &held));
             store_restore(reg, it, now, p);
