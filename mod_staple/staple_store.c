@@ -379,6 +379,17 @@ apr_status_t staple_store_prepare(const char *dir, uid_t uid, gid_t gid, int che
         rv = APR_EACCES;
         goto out;
     }
+    if (st.st_uid != uid && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        /* /tmp, /dev/shm: a directory others write into is not the
+         * server's to take */
+        apr_snprintf(err, errlen,
+                     "StapleStore %s belongs to root and others can write to it (mode "
+                     "%04o): a shared directory is not taken over; set StapleStore to a "
+                     "directory of its own below it, which startup creates",
+                     dir, (unsigned int)(st.st_mode & 07777));
+        rv = APR_EACCES;
+        goto out;
+    }
     if (st.st_uid == 0 && uid != 0 && !dir_empty(fd)) {
         apr_snprintf(err, errlen,
                      "StapleStore %s belongs to root and is not empty: it is not taken "

@@ -764,6 +764,19 @@ static void test_store_prepare(void)
     CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
     CHECK(stat(dir, &st) == 0 && st.st_uid == uid);
 
+    /* root's, empty, but everyone may write to it (/tmp, /dev/shm): not
+     * taken over, in a check nor at startup */
+    CHECK(chown(dir, 0, 0) == 0 && chmod(dir, 01777) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 1, err, sizeof(err)) == APR_EACCES);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    CHECK(strstr(err, "others can write to it (mode 1777)") != NULL);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == 0 && (st.st_mode & 07777) == 01777);
+    CHECK(chmod(dir, 0770) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_EACCES);
+    CHECK(chmod(dir, 0700) == 0);
+    CHECK(staple_store_prepare(dir, uid, gid, 0, err, sizeof(err)) == APR_SUCCESS);
+    CHECK(stat(dir, &st) == 0 && st.st_uid == uid);
+
     /* a symbolic link as the store is refused, its target untouched */
     CHECK(symlink(dir, apr_pstrcat(pool, top, "/link", NULL)) == 0);
     CHECK(chown(dir, 0, 0) == 0);
