@@ -76,24 +76,31 @@ const char *staple_fmt_time(apr_pool_t *p, apr_time_t t)
  * The password left out by the text alone, for what apr_uri reads another
  * way or not at all ("user:secret@proxy:3128" is the scheme "user" and a
  * path to it, as curl takes it for a proxy with a password). The authority
- * starts after "scheme://", else at the start, and ends at the first '/';
- * its user information ends at its last '@', and the password is what
- * follows the first ':' in that.
+ * starts after "scheme:" and the slashes after it (curl allows one, three,
+ * or backslashes), else at the first character that is not blank; the user
+ * information ends at the last '@' before any '?' or '#' (a '/' may be in
+ * the password), and what follows its first ':' is left out. An '@' in a
+ * path may hide a little of it: what is shown is for people.
  */
 static const char *url_shown_text(apr_pool_t *p, const char *url)
 {
     const char *start = url, *end, *at = NULL, *colon, *s;
 
-    s = url;
-    while (apr_isalnum(*s) || *s == '+' || *s == '-' || *s == '.') {
-        s++;
+    while (*start == ' ' || *start == '\t') {
+        start++;
     }
-    if (s > url && apr_isalpha(*url) && !strncmp(s, "://", 3)) {
-        start = s + 3;
+    s = start;
+    if (apr_isalpha(*s)) {
+        while (apr_isalnum(*s) || *s == '+' || *s == '-' || *s == '.') {
+            s++;
+        }
+        if (*s == ':' && (s[1] == '/' || s[1] == '\\')) {
+            for (s++; *s == '/' || *s == '\\'; s++) {
+            }
+            start = s;
+        }
     }
-    if ((end = strchr(start, '/')) == NULL) {
-        end = start + strlen(start);
-    }
+    end = start + strcspn(start, "?#");
     for (s = start; s < end; s++) {
         if (*s == '@') {
             at = s;

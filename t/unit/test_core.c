@@ -878,12 +878,22 @@ static void test_url_shown(void)
     check_shown("u:sec@ret@h:3128", "u@h:3128");
     /* a port apr_uri refuses */
     check_shown("http://u:secret@h:port/", "http://u@h:port/");
+    /* what curl takes and apr_uri reads otherwise: one slash, three, a '/'
+     * in the password, a blank first, a scheme that is none */
+    check_shown("http:/u:secret@h", "http:/u@h");
+    check_shown("http:///u:secret@h", "http:///u@h");
+    check_shown("http://u:sec/ret@h/", "http://u@h/");
+    check_shown("u:sec/ret@h:3128", "u@h:3128");
+    check_shown(" http://u:secret@h/", " http://u@h/");
+    check_shown("my_scheme://u:secret@h/", "my_scheme@h/");
+    /* an '@' in a path may hide part of it, never show a password */
+    check_shown("http://h/a:secret@c", "http://h/a@c");
     /* nothing to hide: shown as they are, the user too */
     check_shown("h:3128", NULL);
     check_shown("http://h/", NULL);
     check_shown("http://u@h/", NULL);
     check_shown("u@h:3128", NULL);
-    check_shown("http://h/a:b@c", NULL);
+    check_shown("http://h/a@b?c:d", NULL);
     check_shown("http://[::1]:3128/", NULL);
     check_shown("", NULL);
 }
