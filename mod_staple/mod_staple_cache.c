@@ -109,12 +109,19 @@ static apr_status_t cache_get(void *baton, const unsigned char *key, unsigned in
                               unsigned char *buf, unsigned int *len, apr_pool_t *p)
 {
     socache_t *c = baton;
+    apr_pool_t *sub;
     apr_status_t rv;
 
     if ((rv = cache_lock(c)) != APR_SUCCESS) {
         return rv;
     }
-    rv = c->provider->retrieve(c->inst, c->s, key, key_len, buf, len, p);
+    /* mod_socache_redis reads a whole value into the pool before it sees
+     * that it does not fit buf: whatever size someone wrote there is given
+     * back at once, not with the refresher's round */
+    if ((rv = apr_pool_create(&sub, p)) == APR_SUCCESS) {
+        rv = c->provider->retrieve(c->inst, c->s, key, key_len, buf, len, sub);
+        apr_pool_destroy(sub);
+    }
     return cache_unlock(c, rv);
 }
 
