@@ -185,6 +185,20 @@ struct staple_resolve_t {
     resolve_entry_t e[];
 };
 
+/* Whether a comma-separated list holds this very address. */
+static int list_has(const char *list, const char *ip)
+{
+    apr_size_t l = strlen(ip);
+    const char *s;
+
+    for (s = list; (s = strstr(s, ip)) != NULL; s += l) {
+        if ((s == list || s[-1] == ',') && (s[l] == ',' || s[l] == '\0')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void *resolve_thread(void *data)
 {
     staple_resolve_t *job = data;
@@ -211,7 +225,7 @@ static void *resolve_thread(void *data)
             apr_size_t l;
 
             if (a == NULL || inet_ntop(ai->ai_family, a, ip, sizeof(ip)) == NULL ||
-                strstr(e->addresses, ip)) {
+                list_has(e->addresses, ip)) {
                 continue;
             }
             l = strlen(ip);
