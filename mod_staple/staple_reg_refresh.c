@@ -444,6 +444,9 @@ static void wait_for_leases(round_t *rd)
     }
 }
 
+/* Temporary files in StapleStore older than this are left over. */
+#define STAPLE_STORE_TMP_AGE apr_time_from_sec(600)
+
 /* A response put into StapleStore by another process is seen within this
  * (offline delivery). */
 #define STAPLE_STORE_SCAN apr_time_from_sec(50)
@@ -483,6 +486,16 @@ static void store_restore(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
 static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
 {
     int i;
+    int swept;
+
+    /* what a process killed in the middle of a save left behind */
+    swept = staple_store_sweep(reg->opts.store, apr_time_now() - STAPLE_STORE_TMP_AGE);
+    if (swept > 0) {
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "StapleStore %s: removed %d temporary file(s) left by a process "
+                       "that ended while saving",
+                       reg->opts.store, swept);
+    }
 
     for (i = 0; i < reg->items->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(reg->items, i, staple_item_t *);

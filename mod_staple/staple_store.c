@@ -75,6 +75,36 @@ apr_status_t staple_store_save(const char *dir, const char *name,
     return APR_SUCCESS;
 }
 
+int staple_store_sweep(const char *dir, apr_time_t before)
+{
+    DIR *d;
+    struct dirent *de;
+    struct stat st;
+    int fd, n = 0;
+
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        return 0;
+    }
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        apr_size_t l = strlen(de->d_name);
+
+        if (de->d_name[0] != '.' || l < 6 || strcmp(de->d_name + l - 4, ".tmp") ||
+            fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || apr_time_from_sec(st.st_mtime) >= before) {
+            continue;
+        }
+        if (unlinkat(fd, de->d_name, 0) == 0) {
+            n++;
+        }
+    }
+    closedir(d); /* closes fd */
+    return n;
+}
+
 apr_status_t staple_store_load(const char *dir, const char *name, unsigned char **der,
                                apr_size_t *len, apr_time_t *mtime, apr_pool_t *p)
 {

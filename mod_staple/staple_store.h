@@ -43,6 +43,13 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
 apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
                                 apr_pool_t *p);
 
+/**
+ * Remove the temporary files (".NAME.PID.tmp", regular files) last written
+ * before "before": a process killed between creating one and its rename
+ * leaves it behind. Returns how many were removed.
+ */
+int staple_store_sweep(const char *dir, apr_time_t before);
+
 /** Remove dir/name.der; no error when it does not exist. */
 apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *p);
 

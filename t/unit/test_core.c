@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -717,6 +719,46 @@ static void check_unsafe_parent(const char *top, const char *parent, uid_t owner
     CHECK(rmdir(p) == 0);
 }
 
+/* Temporary files a killed process left in the store are swept, and
+ * nothing else. */
+static void test_store_sweep(void)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char *dir = apr_pstrcat(pool, tmpdir && *tmpdir ? tmpdir : "/tmp",
+                            "/staple-unit-sweep-XXXXXX", NULL);
+    const char *names[] = {".abc.123.tmp", ".abc.124.tmp", "abc.der", ".fifo.1.tmp",
+                           "x.tmp"};
+    struct timespec old[2] = {{0, 0}, {0, 0}};
+    struct stat st;
+    int i;
+
+    CHECK(mkdtemp(dir) != NULL);
+    old[0].tv_sec = old[1].tv_sec = time(NULL) - 3600;
+    for (i = 0; i < 5; i++) {
+        const char *path = apr_pstrcat(pool, dir, "/", names[i], NULL);
+        if (i == 3) {
+            CHECK(mkfifo(path, 0600) == 0);
+        } else {
+            FILE *f = fopen(path, "w");
+            CHECK(f != NULL && fclose(f) == 0);
+        }
+        if (i != 1) { /* .abc.124.tmp: just written */
+            CHECK(utimensat(AT_FDCWD, path, old, AT_SYMLINK_NOFOLLOW) == 0);
+        }
+    }
+    CHECK(staple_store_sweep(dir, apr_time_now() - apr_time_from_sec(600)) == 1);
+    for (i = 0; i < 5; i++) {
+        int there = lstat(apr_pstrcat(pool, dir, "/", names[i], NULL), &st) == 0;
+        CHECK(there == (i != 0));
+        if (there) {
+            CHECK(unlink(apr_pstrcat(pool, dir, "/", names[i], NULL)) == 0);
+        }
+    }
+    CHECK(staple_store_sweep(apr_pstrcat(pool, dir, "/missing", NULL), apr_time_now()) ==
+          0);
+    CHECK(rmdir(dir) == 0);
+}
+
 /* StapleStore's directory as root makes it: on opened directories only. */
 static void test_store_prepare(void)
 {
@@ -1066,6 +1108,7 @@ int main(void)
     run_case("GET encoding", test_get_url);
     run_case("cache entry codec", test_entry_codec);
     run_case("store: atomic files, 0600, limits", test_store);
+    run_case("store: temporary files left over are swept", test_store_sweep);
     run_case("store: the directory made safely as root", test_store_prepare);
     run_case("URLs shown without their password", test_url_shown);
     run_case("fetch: GET, POST, HTTP error, oversize, timeout", test_fetch);
