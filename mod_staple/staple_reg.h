@@ -73,6 +73,9 @@ typedef enum {
     STAPLE_RELAY_COUNT
 } staple_relay_e;
 
+/** A pause of the refresher's thread. */
+typedef void staple_sleep_fn(apr_interval_time_t t);
+
 /** What the registry is told once, at make. */
 typedef struct {
     staple_check_params_t check;    /**< StapleResponseTimeSkew, StapleResponseMaxAge */
@@ -82,6 +85,7 @@ typedef struct {
     const char *store;              /**< StapleStore directory, or NULL: none */
     const char *node_id;            /**< names this server in cluster leases */
     apr_time_t (*clock)(void);      /**< the time; NULL: apr_time_now */
+    staple_sleep_fn *sleep;         /**< a pause; NULL: apr_sleep */
     double (*random)(void);         /**< jitter in [0, 1); NULL: OpenSSL's RAND */
     staple_fetch_run_fn *fetch_run; /**< NULL: staple_fetch_run */
     int request_method;             /**< STAPLE_METHOD_* (StapleRequestMethod) */

@@ -19,6 +19,10 @@
 /* How long a lease outlives the holder's fetch. */
 #define STAPLE_LEASE_GRACE apr_time_from_sec(5)
 
+/* A lease lost to another server's at the same time this many times in a
+ * row is not confirmed again: someone keeps overwriting it. */
+#define STAPLE_LEASE_LOST_MAX 3
+
 /* The clocks of a cluster's servers may differ by this much: a lease that
  * runs longer than a fetch and this is not believed. */
 #define STAPLE_LEASE_SLACK apr_time_from_sec(60)
@@ -275,6 +279,7 @@ int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_p
     }
     sl->due = due;
     it->lease_wait_since = 0; /* what a lease holder fetched is here */
+    it->lease_lost = 0;
     return 1;
 }
 
@@ -328,64 +333,110 @@ static int lease_parse(const char *v, apr_time_t *expiry, const char **holder)
     return 1;
 }
 
-/*
- * In a cluster, one server fetches for all: before fetching, take a short
- * lease in StapleCache (when take). Returns 0 when another server holds it.
- * Anyone who can write to StapleCache can write a lease: one that does not
- * say until when, or says longer than any fetch takes, is ignored, and a
- * holder that has published nothing after two leases' time is not waited
- * for any longer.
- */
-int staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
-                          apr_pool_t *p)
+/* The key of a certificate's lease in StapleCache. */
+static const char *lease_key(const staple_item_t *it, apr_pool_t *p)
 {
-    const char *key = apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
-    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
-    apr_interval_time_t term = reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
+    return apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
+}
+
+/* The lease StapleCache holds for a certificate: 1 with its end and holder,
+ * 0 when there is none (or the cache does not answer), -1 when it is not a
+ * lease. */
+static int lease_get(staple_reg_t *reg, const staple_item_t *it, apr_time_t *expiry,
+                     const char **holder, apr_pool_t *p)
+{
+    const char *key = lease_key(it, p);
     unsigned char buf[512];
     unsigned int len = sizeof(buf) - 1;
+
+    if (staple_reg_cache_get(reg, &reg->shared, (const unsigned char *)key,
+                             (unsigned int)strlen(key), buf, &len, p) != APR_SUCCESS) {
+        return 0;
+    }
+    buf[len] = '\0';
+    return lease_parse(apr_pstrdup(p, (const char *)buf), expiry, holder) ? 1 : -1;
+}
+
+/*
+ * In a cluster, one server fetches for all: before fetching, take a short
+ * lease in StapleCache (when take). Anyone who can write to StapleCache
+ * can write a lease: one that does not say until when, or says longer than
+ * any fetch takes, is ignored, and a holder that has published nothing
+ * after two leases' time is not waited for any longer.
+ */
+staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                                     int take, apr_pool_t *p)
+{
+    const char *key = lease_key(it, p);
+    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
+    apr_interval_time_t term = reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
     const char *holder, *v;
     apr_time_t expiry;
+    int found, overriding = 0;
 
     if (!reg->node_local) {
-        return 1; /* a cache of this server alone: nobody to share with */
+        return STAPLE_LEASE_FREE; /* a cache of this server alone: nobody to share with */
     }
     if (reg->shared_off) {
-        return 1; /* StapleCache too slow for the startup fetch */
+        return STAPLE_LEASE_FREE; /* StapleCache too slow for the startup fetch */
     }
-    if (staple_reg_cache_get(reg, &reg->shared, (const unsigned char *)key,
-                             (unsigned int)strlen(key), buf, &len, p) == APR_SUCCESS) {
-        buf[len] = '\0';
-        if (!lease_parse((const char *)buf, &expiry, &holder) ||
-            expiry > now + term + STAPLE_LEASE_SLACK) {
-            staple_reg_log(reg, STAPLE_LOG_DEBUG,
-                           "OCSP for %s: ignored a lease in %s that is not one of "
-                           "mod_staple's or runs implausibly long",
-                           it->cert->subject, reg->shared.name);
-        } else if (expiry > now && strcmp(holder, me)) {
-            if (it->lease_wait_since == 0) {
-                it->lease_wait_since = now;
-            }
-            if (now - it->lease_wait_since <= 2 * term) {
-                return 0;
-            }
-            staple_reg_log(reg, STAPLE_LOG_INFO,
-                           "OCSP for %s: %s has held the fetch lease for %s without "
-                           "a new response in %s: fetching",
-                           it->cert->subject, holder,
-                           staple_fmt_duration(p, now - it->lease_wait_since),
-                           reg->shared.name);
+    found = lease_get(reg, it, &expiry, &holder, p);
+    if (found < 0 || (found && expiry > now + term + STAPLE_LEASE_SLACK)) {
+        staple_reg_log(reg, STAPLE_LOG_DEBUG,
+                       "OCSP for %s: ignored a lease in %s that is not one of "
+                       "mod_staple's or runs implausibly long",
+                       it->cert->subject, reg->shared.name);
+    } else if (found && expiry > now && strcmp(holder, me)) {
+        if (it->lease_wait_since == 0) {
+            it->lease_wait_since = now;
         }
+        if (now - it->lease_wait_since <= 2 * term) {
+            return STAPLE_LEASE_HELD;
+        }
+        staple_reg_log(reg, STAPLE_LOG_INFO,
+                       "OCSP for %s: %s has held the fetch lease for %s without "
+                       "a new response in %s: fetching",
+                       it->cert->subject, holder,
+                       staple_fmt_duration(p, now - it->lease_wait_since),
+                       reg->shared.name);
+        overriding = 1;
     }
     it->lease_wait_since = 0;
     if (!take) {
-        return 1;
+        return STAPLE_LEASE_FREE;
     }
     v = apr_psprintf(p, "%" APR_INT64_T_FMT " %s", (apr_int64_t)(now + term), me);
-    staple_reg_cache_put(reg, &reg->shared, (const unsigned char *)key,
-                         (unsigned int)strlen(key), now + term, (const unsigned char *)v,
-                         (unsigned int)strlen(v), p);
-    return 1;
+    if (staple_reg_cache_put(reg, &reg->shared, (const unsigned char *)key,
+                             (unsigned int)strlen(key), now + term,
+                             (const unsigned char *)v, (unsigned int)strlen(v),
+                             p) != APR_SUCCESS) {
+        return STAPLE_LEASE_FREE; /* nothing to coordinate through */
+    }
+    /* the socache API has no atomic add: another server may have found no
+     * lease either and put its own. Not confirmed: a holder that never lets
+     * go, or a server that keeps overwriting this one's lease. */
+    return (overriding || it->lease_lost >= STAPLE_LEASE_LOST_MAX) ? STAPLE_LEASE_FREE
+                                                                   : STAPLE_LEASE_CLAIMED;
+}
+
+int staple_reg_confirm_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                             apr_pool_t *p)
+{
+    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
+    const char *holder;
+    apr_time_t expiry;
+
+    if (lease_get(reg, it, &expiry, &holder, p) <= 0 || !strcmp(holder, me)) {
+        it->lease_lost = 0;
+        return 1; /* ours, or nothing readable to defer to */
+    }
+    staple_reg_log(reg, STAPLE_LOG_DEBUG,
+                   "OCSP for %s: %s took the fetch lease at the same time: "
+                   "waiting for its response",
+                   it->cert->subject, holder);
+    it->lease_lost++;
+    it->lease_wait_since = now;
+    return 0;
 }
 
 typedef struct {

@@ -122,6 +122,7 @@ typedef struct {
     int tried;                   /* URLs tried in this fetch */
     int window_warned;           /* StapleRenewWindow is longer than its validity: said */
     apr_time_t lease_wait_since; /* another server's lease held off its fetch */
+    int lease_lost;              /* claims lost to another server's in a row */
 } staple_item_t;
 
 struct staple_reg_t {
@@ -283,10 +284,24 @@ int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_p
 int staple_reg_share_unless_newer(staple_reg_t *reg, staple_item_t *it,
                                   const staple_resp_t *r, apr_time_t now, apr_pool_t *p);
 
-/* The cluster's fetch lease (taken when take): 0 when another server
- * holds it. */
-int staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now, int take,
-                          apr_pool_t *p);
+/* The cluster's fetch lease, taken when take. */
+typedef enum {
+    STAPLE_LEASE_HELD,   /* another server holds it: wait for its response */
+    STAPLE_LEASE_FREE,   /* fetch (nobody to coordinate with, or not taken) */
+    STAPLE_LEASE_CLAIMED /* put: confirm it after STAPLE_LEASE_CONFIRM */
+} staple_lease_e;
+staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                                     int take, apr_pool_t *p);
+
+/* Two servers that found no lease at once both put theirs, and the last
+ * one put stands: read back this long after the put, only its holder
+ * fetches. */
+#define STAPLE_LEASE_CONFIRM apr_time_from_msec(250)
+
+/* 1 when the lease claimed is still this server's (or unreadable): fetch;
+ * 0 when another server's replaced it. */
+int staple_reg_confirm_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
+                             apr_pool_t *p);
 
 /* Whether StapleCache answers within budget, asked from a thread. */
 int staple_reg_probe_shared(staple_reg_t *reg, apr_interval_time_t budget, apr_pool_t *p);

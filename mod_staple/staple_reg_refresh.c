@@ -27,6 +27,7 @@ typedef struct {
     staple_reg_t *reg;
     apr_pool_t *pool;
     apr_array_header_t *waiting; /* items whose lease another server holds */
+    apr_array_header_t *claimed; /* items whose lease was put, to confirm */
     apr_array_header_t *retry;   /* staple_fetch_t *: the next URL, or POST */
     apr_time_t add_until;        /* no new fetch joins the round after this */
     int keep_adding;
@@ -340,6 +341,51 @@ static int stopping(const staple_reg_t *reg)
     return reg->opts.stopping && reg->opts.stopping();
 }
 
+/* Another server is fetching it: adopt its result. */
+static void wait_for_holder(round_t *rd, staple_item_t *it, apr_time_t now)
+{
+    rd->reg->slots[it->index].due = now + STAPLE_LEASE_WAIT;
+    APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
+}
+
+static void add_fetch(round_t *rd, apr_array_header_t *fetches, staple_item_t *it)
+{
+    /* the URL that answered last first */
+    it->tried = 1;
+    APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
+        make_fetch(rd, it, (int)staple_reg_url_in_use_index(rd->reg, it), 0);
+}
+
+/* The leases put in this pass, read back once after a pause: of two servers
+ * that put theirs at the same time, only the one whose lease stands
+ * fetches. */
+static void confirm_claims(round_t *rd, apr_array_header_t *fetches)
+{
+    staple_reg_t *reg = rd->reg;
+    apr_time_t now;
+    int i;
+
+    if (rd->claimed->nelts == 0) {
+        return;
+    }
+    if (reg->opts.sleep) {
+        reg->opts.sleep(STAPLE_LEASE_CONFIRM);
+    } else {
+        apr_sleep(STAPLE_LEASE_CONFIRM);
+    }
+    now = staple_reg_now(reg);
+    for (i = 0; i < rd->claimed->nelts; i++) {
+        staple_item_t *it = APR_ARRAY_IDX(rd->claimed, i, staple_item_t *);
+
+        if (staple_reg_confirm_lease(reg, it, now, rd->pool)) {
+            add_fetch(rd, fetches, it);
+        } else {
+            wait_for_holder(rd, it, now);
+        }
+    }
+    rd->claimed->nelts = 0;
+}
+
 /* Queue every certificate that is due and not being fetched already. */
 static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now)
 {
@@ -364,17 +410,19 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
         }
         /* a failing server does not take the lease, which would keep the
          * healthy ones from fetching, but waits for a holder's response */
-        if (!staple_reg_take_lease(reg, it, now, sl->failures == 0, p)) {
-            /* another server is fetching it: adopt its result */
-            sl->due = now + STAPLE_LEASE_WAIT;
-            APR_ARRAY_PUSH(rd->waiting, staple_item_t *) = it;
-            continue;
+        switch (staple_reg_take_lease(reg, it, now, sl->failures == 0, p)) {
+        case STAPLE_LEASE_HELD:
+            wait_for_holder(rd, it, now);
+            break;
+        case STAPLE_LEASE_CLAIMED:
+            APR_ARRAY_PUSH(rd->claimed, staple_item_t *) = it;
+            break;
+        case STAPLE_LEASE_FREE:
+            add_fetch(rd, fetches, it);
+            break;
         }
-        /* the URL that answered last first */
-        it->tried = 1;
-        APR_ARRAY_PUSH(fetches, staple_fetch_t *) =
-            make_fetch(rd, it, (int)staple_reg_url_in_use_index(reg, it), 0);
     }
+    confirm_claims(rd, fetches);
 }
 
 /* While the refresher's transfers run, certificates that fall due join them
@@ -580,6 +628,7 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
     rd.pool = p;
     rd.keep_adding = keep_adding;
     rd.waiting = apr_array_make(p, 4, sizeof(staple_item_t *));
+    rd.claimed = apr_array_make(p, 4, sizeof(staple_item_t *));
     rd.retry = apr_array_make(p, 4, sizeof(staple_fetch_t *));
     rd.add_until = now + STAPLE_ROUND_MAX;
     rd.deadline = deadline;

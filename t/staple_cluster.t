@@ -130,8 +130,10 @@ SKIP: {
 # --- 2b. a cold start of two servers at the same time -----------------------------------
 # Both look for a lease at once: the one that loses it must not start
 # without a staple (it could wait for the winner's response within
-# StapleStartupTimeout).  The socache API has no atomic add, so both may
-# take the lease and fetch: the request count is reported, not asserted.
+# StapleStartupTimeout).  The socache API has no atomic add: both may put
+# a lease, and each reads its own back after a pause, so that only one
+# fetches unless a put takes longer than that pause.  The request count is
+# reported, not asserted.
 
 {
     my $cold = make_leaf($dir, 'cluster-cold');

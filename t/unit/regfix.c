@@ -29,6 +29,22 @@ double fake_rand(void)
     return fake_random;
 }
 
+/* The registry's pause (after putting a fetch lease): no time passes on the
+ * fake clock, and while_paused, if set, runs once. */
+void (*while_paused)(void);
+int pauses;
+
+void fake_sleep(apr_interval_time_t t)
+{
+    (void)t;
+    pauses++;
+    if (while_paused) {
+        void (*fn)(void) = while_paused;
+        while_paused = NULL;
+        fn();
+    }
+}
+
 void test_log(void *baton, int level, const char *msg)
 {
     (void)baton;
@@ -215,6 +231,7 @@ staple_reg_opts_t default_opts(const char *node)
     o.node_id = node;
     o.clock = fake_clock;
     o.random = fake_rand;
+    o.sleep = fake_sleep;
     o.fetch_run = fake_run;
     o.log = test_log;
     o.log_level = STAPLE_LOG_DEBUG;
@@ -248,6 +265,8 @@ void reset(void)
     fetches = 0;
     warnings = 0;
     during = NULL;
+    while_paused = NULL;
+    pauses = 0;
     memset(&answer, 0, sizeof(answer));
     answer.status = APR_SUCCESS;
 }

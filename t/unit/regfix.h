@@ -18,6 +18,9 @@ extern double fake_random;
 extern int warnings; /* log lines at warning level or worse */
 apr_time_t fake_clock(void);
 double fake_rand(void);
+extern void (*while_paused)(void); /* run once in the registry's next pause */
+extern int pauses;                 /* pauses the registry made */
+void fake_sleep(apr_interval_time_t t);
 void test_log(void *baton, int level, const char *msg);
 
 /* An in-memory cache */

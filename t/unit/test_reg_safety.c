@@ -78,6 +78,63 @@ static void test_lease_bounded(void)
     CHECK(snap_of(a)->failures == 0);
 }
 
+/* Two servers found no lease at once and both put theirs: b's, put last,
+ * stands. */
+static apr_interval_time_t b_lease_term;
+
+static void b_puts_lease(void)
+{
+    lease_put(lease_until(fake_now + b_lease_term, "b"), fake_now + b_lease_term);
+}
+
+/* Of two leases put at the same time, only the holder of the one that
+ * stands fetches; the other adopts its response. A server whose lease is
+ * overwritten every time is not held off for ever. */
+static void test_lease_race(void)
+{
+    staple_reg_opts_t oa = default_opts("a"), ob = default_opts("b");
+    apr_size_t l1;
+    unsigned char *r1;
+    void *shm_a, *shm_b;
+    staple_reg_t *a, *b;
+    int rounds;
+
+    reset();
+    a = make_reg(&oa, &local_a, &shm_a);
+    b = make_reg(&ob, &local_b, &shm_b);
+    r1 = resp_now(V_OCSP_CERTSTATUS_GOOD, -60, 3600, &l1);
+    answer_with(r1, l1);
+    b_lease_term = oa.fetch.timeout + apr_time_from_sec(5);
+    while_paused = b_puts_lease; /* between a's put and its second look */
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(pauses == 1);
+    CHECK(fetches == 0);
+    CHECK(handshake(a) == STAPLE_RESP_NONE);
+    CHECK(snap_of(a)->next_refresh <= fake_now + apr_time_from_sec(2));
+    /* b finds its own lease standing and fetches */
+    staple_reg_refresh(b, 0, 1, pool);
+    CHECK(fetches == 1 && staples(b, r1, l1));
+    fake_now = snap_of(a)->next_refresh;
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(fetches == 1 && staples(a, r1, l1));
+
+    /* someone overwrites a's lease every time, with one that ends before
+     * a looks again */
+    reset();
+    a = make_reg(&oa, &local_a, &shm_a);
+    answer_with(r1, l1);
+    b_lease_term = apr_time_from_sec(1);
+    for (rounds = 1; rounds <= 10 && fetches == 0; rounds++) {
+        while_paused = b_puts_lease;
+        staple_reg_refresh(a, 0, 1, pool);
+        if (fetches == 0) {
+            fake_now = snap_of(a)->next_refresh;
+        }
+    }
+    CHECK(fetches == 1 && staples(a, r1, l1));
+    CHECK(rounds - 1 == 4); /* three claims lost, the fourth not confirmed */
+}
+
 /* While this server fetched, another put a newer response into the
  * shared cache: this server's fetch does not replace it there. */
 static mem_cache_t *newer_into;
@@ -342,6 +399,8 @@ int main(void)
 
     run_case("leases: none without an end, none too long, none for ever",
              test_lease_bounded);
+    run_case("leases: of two put at once, only the one that stands fetches",
+             test_lease_race);
     run_case("cluster: a fetch does not replace a newer shared response",
              test_fetch_keeps_newer_shared);
     run_case("freshness: with the same times, revoked wins",
