@@ -108,6 +108,24 @@ void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned 
                        &reg->slots[it->index].store_mtime, p);
 }
 
+/* Why staple_store_load could not read a file. */
+static const char *store_error(apr_status_t rv, apr_pool_t *p)
+{
+    char err[120];
+
+    if (rv == APR_EINVAL) {
+        return "not a regular file";
+    }
+    if (rv == APR_FROM_OS_ERROR(ELOOP)) {
+        return "a symbolic link, not followed";
+    }
+    if (rv == APR_ENOSPC) {
+        return apr_psprintf(p, "larger than %d bytes, which no OCSP response is",
+                            STAPLE_MAX_RESPONSE_LEN);
+    }
+    return apr_pstrdup(p, apr_strerror(rv, err, sizeof(err)));
+}
+
 /* Read and verify the certificate's file in StapleStore. Expired and
  * rejected files are removed. */
 int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
@@ -128,10 +146,12 @@ int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
     }
     path = staple_store_path(dir, it->cert->id_hex, p);
     if (rv != APR_SUCCESS) {
-        staple_reg_log(reg, STAPLE_LOG_WARNING,
-                       "StapleStore: cannot read %s for %s, ignoring it", path,
-                       it->cert->subject);
-        if (rv == APR_ENOSPC && remove_bad) {
+        int drop = rv == APR_ENOSPC && remove_bad;
+
+        staple_reg_log(
+            reg, STAPLE_LOG_WARNING, "StapleStore: cannot read %s for %s (%s): %s", path,
+            it->cert->subject, store_error(rv, p), drop ? "removed" : "ignoring it");
+        if (drop) {
             staple_store_remove(dir, it->cert->id_hex, p);
         }
         return 0;
@@ -551,14 +571,21 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         staple_resp_info_t held;
         apr_time_t mtime;
         staple_resp_t st;
+        apr_status_t rv;
 
-        if (it->in_flight ||
-            staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) !=
-                APR_SUCCESS ||
-            mtime == sl->store_mtime) {
+        if (it->in_flight) {
+            continue;
+        }
+        rv = staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p);
+        if ((rv != APR_SUCCESS && rv != APR_EINVAL) || mtime == sl->store_mtime) {
             continue;
         }
         sl->store_mtime = mtime;
+        if (rv == APR_EINVAL) {
+            /* not a regular file: said once, when it appears or changes */
+            staple_reg_store_read(reg, it, now, &st, 0, p);
+            continue;
+        }
         if (sl->this_update == 0) {
             /* nothing held: the look at the store and the shared cache of
              * a start decides, at once rather than at the next retry */

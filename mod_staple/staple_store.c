@@ -161,11 +161,8 @@ apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *m
     if (lstat(staple_store_path(dir, name, p), &st) != 0) {
         return errno == ENOENT ? APR_ENOENT : APR_FROM_OS_ERROR(errno);
     }
-    if (!S_ISREG(st.st_mode)) {
-        return APR_EINVAL;
-    }
     *mtime = apr_time_from_sec(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1000;
-    return APR_SUCCESS;
+    return S_ISREG(st.st_mode) ? APR_SUCCESS : APR_EINVAL;
 }
 
 apr_status_t staple_store_remove(const char *dir, const char *name, apr_pool_t *p)

@@ -38,7 +38,8 @@ apr_status_t staple_store_load(const char *dir, const char *name, unsigned char 
  * When dir/name.der was last written (to the microsecond), without reading
  * it: to see that another process put a response there.
  * @return APR_SUCCESS, APR_ENOENT, or APR_EINVAL for a file that is not a
- *         regular one (a link, a directory, a FIFO)
+ *         regular one (a link, a directory, a FIFO), whose time is given
+ *         all the same
  */
 apr_status_t staple_store_mtime(const char *dir, const char *name, apr_time_t *mtime,
                                 apr_pool_t *p);

@@ -7,6 +7,9 @@
 #                store as <id>.der, is stapled within a minute.
 #   off-a        fetched at startup; a response older than that one, copied
 #                into the store, is not taken: the newer one stays.
+#   off-c        fetched at startup; a FIFO put in place of its file (a read
+#                of it would block) is reported and passed over, and the
+#                response held stays stapled.
 use strict;
 use warnings FATAL => 'all';
 
@@ -20,11 +23,12 @@ use StaplePKI qw(make_leaf);
 use StapleProc qw(run_cmd tempdir wait_until);
 use Time::HiRes qw(time);
 
-plan tests => 9;
+plan tests => 11;
 
 my $dir = tempdir('offline');
 my $b = make_leaf($dir, 'refuse-offb');
 my $a = make_leaf($dir, 'off-a');
+my $c = make_leaf($dir, 'off-c');
 my $store = "$dir/store";
 
 # What an operator runs on a host that reaches the responder (the README's
@@ -52,7 +56,7 @@ wait_until(3, sub { time > $t + 1.1 }, 0.1);
 
 # no retry of refuse-offb while the test waits: only the store's scan
 my $node = StapleNode->new(name => 'offline', dir => "$dir/server", cert => $a,
-                           certs => [$b], store => $store,
+                           certs => [$b, $c], store => $store,
                            directives => "StapleRetryDelay 300\n");
 my $ok = eval { $node->start; 1 };
 ok($ok, 'server starts') or diag($@);
@@ -63,6 +67,10 @@ ok(staple_good($node->handshake), 'off-a: stapled from its own fetch');
 
 ok(fetch_to($b, "$dir/b.der"), 'refuse-offb: a response fetched elsewhere (openssl ocsp -respout)');
 ok(deliver("$dir/b.der", $b) && deliver("$dir/a-old.der", $a), 'both copied into StapleStore');
+my $cport = ($node->ports_of('off-c'))[0];
+ok(staple_good(handshake($cport)) && unlink("$store/$c->{id}.der")
+   && system('mkfifo', '-m', '0644', "$store/$c->{id}.der") == 0,
+   'off-c: stapled, and its file in StapleStore replaced by a FIFO');
 my $t0 = time;
 my $got = wait_until(62, sub { staple_good(handshake($bport)) }, 0.5);
 ok($got, sprintf 'refuse-offb: stapled %.0f s after the copy', time - $t0)
@@ -72,5 +80,9 @@ ok(scalar $node->log_lines(qr/\[staple:info\].*OCSP for CN=refuse-offb\.localhos
 ok(wait_until(5, sub { scalar $node->log_lines(qr/OCSP for CN=off-a\.localhost: the response put into StapleStore .* is not newer than the one held/) }, 0.1)
    && staple_good($node->handshake),
    'off-a: the older copy is not taken, the newer response stays stapled')
+    or diag($node->log_tail(10));
+ok(wait_until(5, sub { scalar $node->log_lines(qr/\[staple:warn.*StapleStore: cannot read \Q$store\E\/$c->{id}\.der for CN=off-c\.localhost \(not a regular file\): ignoring it/) }, 0.1)
+   && staple_good(handshake($cport)),
+   'off-c: the FIFO is reported (not a regular file) and passed over, the response held stays stapled')
     or diag($node->log_tail(10));
 $node->stop;
