@@ -216,7 +216,7 @@ int staple_reg_adopt(staple_reg_t *reg, staple_item_t *it, apr_time_t now, apr_p
     /* nothing held yet on this server: the store on disk comes first, it
      * does not depend on a cache on the network answering */
     if (sl->this_update == 0 && staple_reg_store_read(reg, it, now, &st, 1, p)) {
-        staple_store_mtime(reg->opts.store, it->cert->id_hex, &sl->store_mtime, p);
+        staple_reg_store_seen(reg, it, p);
         stored = 1;
         if (reg->node_local) {
             staple_reg_publish(reg, it, st.der, st.len, st.fetched_at, &st.info, 0, p);
@@ -415,20 +415,29 @@ staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_t
     /* the socache API has no atomic add: another server may have found no
      * lease either and put its own. Not confirmed: a holder that never lets
      * go, or a server that keeps overwriting this one's lease. */
-    return (overriding || it->lease_lost >= STAPLE_LEASE_LOST_MAX) ? STAPLE_LEASE_FREE
-                                                                   : STAPLE_LEASE_CLAIMED;
+    if (overriding) {
+        return STAPLE_LEASE_FREE;
+    }
+    if (it->lease_lost >= STAPLE_LEASE_LOST_MAX) {
+        it->lease_lost = 0; /* read back again the next time */
+        return STAPLE_LEASE_FREE;
+    }
+    return STAPLE_LEASE_CLAIMED;
 }
 
 int staple_reg_confirm_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                              apr_pool_t *p)
 {
     const char *me = reg->opts.node_id ? reg->opts.node_id : "";
+    apr_interval_time_t term = reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
     const char *holder;
     apr_time_t expiry;
 
-    if (lease_get(reg, it, &expiry, &holder, p) <= 0 || !strcmp(holder, me)) {
+    /* given way to only for a lease take_lease would wait for */
+    if (lease_get(reg, it, &expiry, &holder, p) <= 0 || !strcmp(holder, me) ||
+        expiry <= now || expiry > now + term + STAPLE_LEASE_SLACK) {
         it->lease_lost = 0;
-        return 1; /* ours, or nothing readable to defer to */
+        return 1; /* ours, or nothing to defer to */
     }
     staple_reg_log(reg, STAPLE_LOG_DEBUG,
                    "OCSP for %s: %s took the fetch lease at the same time: "

@@ -123,6 +123,7 @@ typedef struct {
     int window_warned;           /* StapleRenewWindow is longer than its validity: said */
     apr_time_t lease_wait_since; /* another server's lease held off its fetch */
     int lease_lost;              /* claims lost to another server's in a row */
+    apr_time_t claimed_at;       /* its lease put, not yet read back */
 } staple_item_t;
 
 struct staple_reg_t {
@@ -267,6 +268,10 @@ typedef struct {
 
 /* "producedAt ..., thisUpdate ..." of a response, for log lines. */
 const char *staple_reg_resp_times(apr_pool_t *p, const staple_resp_info_t *info);
+
+/* Remember the time of the certificate's StapleStore file (a regular one),
+ * so that the store scan passes it over. */
+void staple_reg_store_seen(staple_reg_t *reg, staple_item_t *it, apr_pool_t *p);
 
 /* The certificate's file in StapleStore: keep a response there, or read
  * and verify it (removing one expired or rejected when remove_bad). */

@@ -19,6 +19,9 @@
 /* The refresher looks again at least this often. */
 #define STAPLE_IDLE_MAX apr_time_from_sec(3600)
 
+/* A lease claimed this close to a round's deadline is not read back. */
+#define STAPLE_CONFIRM_MARGIN apr_time_from_msec(500)
+
 /* How long a server waits for the lease holder's response before its own
  * next look. */
 #define STAPLE_LEASE_WAIT apr_time_from_sec(2)
@@ -104,8 +107,16 @@ void staple_reg_store_save(staple_reg_t *reg, staple_item_t *it, const unsigned 
         return;
     }
     /* this server's own file: the store scan passes it over */
-    staple_store_mtime(reg->opts.store, it->cert->id_hex,
-                       &reg->slots[it->index].store_mtime, p);
+    staple_reg_store_seen(reg, it, p);
+}
+
+void staple_reg_store_seen(staple_reg_t *reg, staple_item_t *it, apr_pool_t *p)
+{
+    apr_time_t mtime;
+
+    if (staple_store_mtime(reg->opts.store, it->cert->id_hex, &mtime, p) == APR_SUCCESS) {
+        reg->slots[it->index].store_mtime = mtime;
+    }
 }
 
 /* Why staple_store_load could not read a file. */
@@ -124,6 +135,15 @@ static const char *store_error(apr_status_t rv, apr_pool_t *p)
                             STAPLE_MAX_RESPONSE_LEN);
     }
     return apr_pstrdup(p, apr_strerror(rv, err, sizeof(err)));
+}
+
+static void store_unreadable(staple_reg_t *reg, staple_item_t *it, apr_status_t rv,
+                             int removed, apr_pool_t *p)
+{
+    staple_reg_log(reg, STAPLE_LOG_WARNING, "StapleStore: cannot read %s for %s (%s): %s",
+                   staple_store_path(reg->opts.store, it->cert->id_hex, p),
+                   it->cert->subject, store_error(rv, p),
+                   removed ? "removed" : "ignoring it");
 }
 
 /* Read and verify the certificate's file in StapleStore. Expired and
@@ -148,9 +168,7 @@ int staple_reg_store_read(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
     if (rv != APR_SUCCESS) {
         int drop = rv == APR_ENOSPC && remove_bad;
 
-        staple_reg_log(
-            reg, STAPLE_LOG_WARNING, "StapleStore: cannot read %s for %s (%s): %s", path,
-            it->cert->subject, store_error(rv, p), drop ? "removed" : "ignoring it");
+        store_unreadable(reg, it, rv, drop, p);
         if (drop) {
             staple_store_remove(dir, it->cert->id_hex, p);
         }
@@ -376,32 +394,55 @@ static void add_fetch(round_t *rd, apr_array_header_t *fetches, staple_item_t *i
         make_fetch(rd, it, (int)staple_reg_url_in_use_index(rd->reg, it), 0);
 }
 
-/* The leases put in this pass, read back once after a pause: of two servers
- * that put theirs at the same time, only the one whose lease stands
- * fetches. */
-static void confirm_claims(round_t *rd, apr_array_header_t *fetches)
+/* The leases put, read back STAPLE_LEASE_CONFIRM after: of two servers that
+ * put theirs at the same time, only the one whose lease stands fetches.
+ * Before a round's first transfers (pause), this waits once for all;
+ * while transfers run, it takes only the claims old enough, and never
+ * sleeps. Close to a deadline, a claim is fetched without the read-back. */
+static void confirm_claims(round_t *rd, apr_array_header_t *fetches, int pause)
 {
     staple_reg_t *reg = rd->reg;
-    apr_time_t now;
-    int i;
+    apr_time_t now = staple_reg_now(reg);
+    int i, n = 0, hurry;
 
     if (rd->claimed->nelts == 0) {
         return;
     }
-    if (reg->opts.sleep) {
-        reg->opts.sleep(STAPLE_LEASE_CONFIRM);
-    } else {
-        apr_sleep(STAPLE_LEASE_CONFIRM);
+    hurry = rd->deadline &&
+            now + STAPLE_LEASE_CONFIRM + STAPLE_CONFIRM_MARGIN >= rd->deadline;
+    if (pause && !hurry) {
+        if (reg->opts.sleep) {
+            reg->opts.sleep(STAPLE_LEASE_CONFIRM);
+        } else {
+            apr_sleep(STAPLE_LEASE_CONFIRM);
+        }
+        now = staple_reg_now(reg);
     }
-    now = staple_reg_now(reg);
     for (i = 0; i < rd->claimed->nelts; i++) {
         staple_item_t *it = APR_ARRAY_IDX(rd->claimed, i, staple_item_t *);
 
-        if (staple_reg_confirm_lease(reg, it, now, rd->pool)) {
+        if (!pause && !hurry && now < it->claimed_at + STAPLE_LEASE_CONFIRM) {
+            APR_ARRAY_IDX(rd->claimed, n++, staple_item_t *) = it; /* later */
+            continue;
+        }
+        it->claimed_at = 0;
+        if (hurry || staple_reg_confirm_lease(reg, it, now, rd->pool)) {
             add_fetch(rd, fetches, it);
         } else {
             wait_for_holder(rd, it, now);
         }
+    }
+    rd->claimed->nelts = n;
+}
+
+/* Claims still unconfirmed when a round's transfers end: the next round
+ * takes them up again (they are due). */
+static void drop_claims(round_t *rd)
+{
+    int i;
+
+    for (i = 0; i < rd->claimed->nelts; i++) {
+        APR_ARRAY_IDX(rd->claimed, i, staple_item_t *)->claimed_at = 0;
     }
     rd->claimed->nelts = 0;
 }
@@ -418,7 +459,8 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
         staple_slot_t *sl = &reg->slots[it->index];
         int asked;
 
-        if (it->in_flight || (sl->due > now && !apr_atomic_read32(&sl->refresh_asked))) {
+        if (it->in_flight || it->claimed_at ||
+            (sl->due > now && !apr_atomic_read32(&sl->refresh_asked))) {
             continue;
         }
         /* an operator's refresh fetches whatever the shared cache holds;
@@ -435,6 +477,7 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
             wait_for_holder(rd, it, now);
             break;
         case STAPLE_LEASE_CLAIMED:
+            it->claimed_at = now;
             APR_ARRAY_PUSH(rd->claimed, staple_item_t *) = it;
             break;
         case STAPLE_LEASE_FREE:
@@ -442,7 +485,6 @@ static void collect_due(round_t *rd, apr_array_header_t *fetches, apr_time_t now
             break;
         }
     }
-    confirm_claims(rd, fetches);
 }
 
 /* While the refresher's transfers run, certificates that fall due join them
@@ -465,6 +507,7 @@ static void more_due(apr_array_header_t *fetches, void *ctx)
     if (rd->keep_adding && now < rd->add_until) {
         collect_due(rd, fetches, now);
     }
+    confirm_claims(rd, fetches, 0);
 }
 
 /* After a run: a fetch libcurl could not run (or a next URL it never got
@@ -582,8 +625,9 @@ static void scan_store(staple_reg_t *reg, apr_time_t now, apr_pool_t *p)
         }
         sl->store_mtime = mtime;
         if (rv == APR_EINVAL) {
-            /* not a regular file: said once, when it appears or changes */
-            staple_reg_store_read(reg, it, now, &st, 0, p);
+            /* not a regular file, not opened: said when it appears or
+             * changes, at most once a scan */
+            store_unreadable(reg, it, rv, 0, p);
             continue;
         }
         if (sl->this_update == 0) {
@@ -673,12 +717,14 @@ apr_time_t staple_reg_refresh(staple_reg_t *reg, apr_time_t deadline, int keep_a
         scan_store(reg, now, p);
     }
     collect_due(&rd, fetches, now);
+    confirm_claims(&rd, fetches, 1);
     if (fetches->nelts == 0 && rd.waiting->nelts == 0) {
         staple_reg_resolve_responders(reg, 0);
         return next_due(reg);
     }
     staple_reg_log(reg, STAPLE_LOG_DEBUG, "fetching %d OCSP response(s)", fetches->nelts);
     rv = run(fetches, &reg->opts.fetch, deadline, on_fetched, more_due, &rd, p);
+    drop_claims(&rd);
     settle(&rd, rv);
     if (rd.deferred > 0) {
         staple_reg_log(reg, STAPLE_LOG_INFO,

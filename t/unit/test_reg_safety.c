@@ -84,7 +84,8 @@ static apr_interval_time_t b_lease_term;
 
 static void b_puts_lease(void)
 {
-    lease_put(lease_until(fake_now + b_lease_term, "b"), fake_now + b_lease_term);
+    /* the cache keeps it for a minute, whatever it says */
+    lease_put(lease_until(fake_now + b_lease_term, "b"), fake_now + apr_time_from_sec(60));
 }
 
 /* Of two leases put at the same time, only the holder of the one that
@@ -133,6 +134,25 @@ static void test_lease_race(void)
     }
     CHECK(fetches == 1 && staples(a, r1, l1));
     CHECK(rounds - 1 == 4); /* three claims lost, the fourth not confirmed */
+    CHECK(pauses == 3);
+    /* and the next claim is read back again */
+    fake_now = snap_of(a)->next_refresh;
+    b_lease_term = oa.fetch.timeout + apr_time_from_sec(5);
+    while_paused = b_puts_lease;
+    staple_reg_refresh(a, 0, 1, pool);
+    CHECK(pauses == 4 && fetches == 1);
+
+    /* a lease that has run out, or runs implausibly long, put in the pause
+     * is not given way to */
+    for (rounds = 0; rounds < 2; rounds++) {
+        reset();
+        a = make_reg(&oa, &local_a, &shm_a);
+        answer_with(r1, l1);
+        b_lease_term = rounds == 0 ? -apr_time_from_sec(1) : apr_time_from_sec(86400);
+        while_paused = b_puts_lease;
+        staple_reg_refresh(a, 0, 1, pool);
+        CHECK(pauses == 1 && fetches == 1 && staples(a, r1, l1));
+    }
 }
 
 /* While this server fetched, another put a newer response into the
