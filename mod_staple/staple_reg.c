@@ -112,6 +112,9 @@ staple_reg_t *staple_reg_make(apr_pool_t *p, const staple_reg_opts_t *opts)
 
     reg->pool = p;
     reg->opts = *opts;
+    if (reg->opts.sleep == NULL) {
+        reg->opts.sleep = apr_sleep;
+    }
     reg->proxy_shown = staple_url_shown(p, opts->fetch.proxy);
     reg->by_id = apr_hash_make(p);
     reg->primed = apr_hash_make(p);

@@ -339,22 +339,44 @@ static const char *lease_key(const staple_item_t *it, apr_pool_t *p)
     return apr_pstrcat(p, "staple-lease:", it->cert->id_hex, NULL);
 }
 
-/* The lease StapleCache holds for a certificate: 1 with its end and holder,
- * 0 when there is none (or the cache does not answer), -1 when it is not a
- * lease. */
-static int lease_get(staple_reg_t *reg, const staple_item_t *it, apr_time_t *expiry,
-                     const char **holder, apr_pool_t *p)
+/* How long a lease runs: the holder's fetch and a grace. */
+static apr_interval_time_t lease_term(const staple_reg_t *reg)
+{
+    return reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
+}
+
+/* This server's name in leases. */
+static const char *lease_me(const staple_reg_t *reg)
+{
+    return reg->opts.node_id ? reg->opts.node_id : "";
+}
+
+typedef enum {
+    LEASE_NONE,   /* none, run out, this server's, or the cache does not answer */
+    LEASE_BOGUS,  /* not a lease, or one that runs implausibly long */
+    LEASE_OTHERS, /* another server's, to be waited for */
+} lease_seen_e;
+
+/* Whose lease StapleCache holds for a certificate (another server's
+ * holder set). */
+static lease_seen_e lease_look(staple_reg_t *reg, const staple_item_t *it, apr_time_t now,
+                               const char **holder, apr_pool_t *p)
 {
     const char *key = lease_key(it, p);
     unsigned char buf[512];
     unsigned int len = sizeof(buf) - 1;
+    apr_time_t expiry;
 
     if (staple_reg_cache_get(reg, &reg->shared, (const unsigned char *)key,
                              (unsigned int)strlen(key), buf, &len, p) != APR_SUCCESS) {
-        return 0;
+        return LEASE_NONE;
     }
     buf[len] = '\0';
-    return lease_parse(apr_pstrdup(p, (const char *)buf), expiry, holder) ? 1 : -1;
+    if (!lease_parse(apr_pstrdup(p, (const char *)buf), &expiry, holder) ||
+        expiry > now + lease_term(reg) + STAPLE_LEASE_SLACK) {
+        return LEASE_BOGUS;
+    }
+    return (expiry > now && strcmp(*holder, lease_me(reg))) ? LEASE_OTHERS : LEASE_NONE;
 }
 
 /*
@@ -368,11 +390,9 @@ staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_t
                                      int take, apr_pool_t *p)
 {
     const char *key = lease_key(it, p);
-    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
-    apr_interval_time_t term = reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
+    apr_interval_time_t term = lease_term(reg);
     const char *holder, *v;
-    apr_time_t expiry;
-    int found, overriding = 0;
+    int overriding = 0;
 
     if (!reg->node_local) {
         return STAPLE_LEASE_FREE; /* a cache of this server alone: nobody to share with */
@@ -380,13 +400,14 @@ staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_t
     if (reg->shared_off) {
         return STAPLE_LEASE_FREE; /* StapleCache too slow for the startup fetch */
     }
-    found = lease_get(reg, it, &expiry, &holder, p);
-    if (found < 0 || (found && expiry > now + term + STAPLE_LEASE_SLACK)) {
+    switch (lease_look(reg, it, now, &holder, p)) {
+    case LEASE_BOGUS:
         staple_reg_log(reg, STAPLE_LOG_DEBUG,
                        "OCSP for %s: ignored a lease in %s that is not one of "
                        "mod_staple's or runs implausibly long",
                        it->cert->subject, reg->shared.name);
-    } else if (found && expiry > now && strcmp(holder, me)) {
+        break;
+    case LEASE_OTHERS:
         if (it->lease_wait_since == 0) {
             it->lease_wait_since = now;
         }
@@ -400,12 +421,16 @@ staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_t
                        staple_fmt_duration(p, now - it->lease_wait_since),
                        reg->shared.name);
         overriding = 1;
+        break;
+    case LEASE_NONE:
+        break;
     }
     it->lease_wait_since = 0;
     if (!take) {
         return STAPLE_LEASE_FREE;
     }
-    v = apr_psprintf(p, "%" APR_INT64_T_FMT " %s", (apr_int64_t)(now + term), me);
+    v = apr_psprintf(p, "%" APR_INT64_T_FMT " %s", (apr_int64_t)(now + term),
+                     lease_me(reg));
     if (staple_reg_cache_put(reg, &reg->shared, (const unsigned char *)key,
                              (unsigned int)strlen(key), now + term,
                              (const unsigned char *)v, (unsigned int)strlen(v),
@@ -428,14 +453,10 @@ staple_lease_e staple_reg_take_lease(staple_reg_t *reg, staple_item_t *it, apr_t
 int staple_reg_confirm_lease(staple_reg_t *reg, staple_item_t *it, apr_time_t now,
                              apr_pool_t *p)
 {
-    const char *me = reg->opts.node_id ? reg->opts.node_id : "";
-    apr_interval_time_t term = reg->opts.fetch.timeout + STAPLE_LEASE_GRACE;
     const char *holder;
-    apr_time_t expiry;
 
     /* given way to only for a lease take_lease would wait for */
-    if (lease_get(reg, it, &expiry, &holder, p) <= 0 || !strcmp(holder, me) ||
-        expiry <= now || expiry > now + term + STAPLE_LEASE_SLACK) {
+    if (lease_look(reg, it, now, &holder, p) != LEASE_OTHERS) {
         it->lease_lost = 0;
         return 1; /* ours, or nothing to defer to */
     }

@@ -411,11 +411,7 @@ static void confirm_claims(round_t *rd, apr_array_header_t *fetches, int pause)
     hurry = rd->deadline &&
             now + STAPLE_LEASE_CONFIRM + STAPLE_CONFIRM_MARGIN >= rd->deadline;
     if (pause && !hurry) {
-        if (reg->opts.sleep) {
-            reg->opts.sleep(STAPLE_LEASE_CONFIRM);
-        } else {
-            apr_sleep(STAPLE_LEASE_CONFIRM);
-        }
+        reg->opts.sleep(STAPLE_LEASE_CONFIRM);
         now = staple_reg_now(reg);
     }
     for (i = 0; i < rd->claimed->nelts; i++) {
